@@ -1,0 +1,168 @@
+"""DefGAN: the deformation and texture generators composed, ``I_y = G_Comp(I_x, x, y)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import HfApi
+from torch import nn
+
+from ..warp import identity_grid, warp
+from .deformer import DeformationGenerator
+from .discriminator import Discriminator
+from .hub import HubModel, resolve_folder
+from .texture import TextureGenerator
+
+DEFORMER_FOLDER = "deformer"
+TEXTURER_FOLDER = "texturer"
+DISCRIMINATOR_FOLDER = "discriminator"
+
+
+@dataclass
+class DefGANOutput:
+    """Everything one edit produces; images ``(N, 3, S, S)`` in ``[-1, 1]``.
+
+    Attributes:
+        image: the final edit ``I_y = M·T + (1 − M)·I*_y``.
+        deformed: the motion-only edit ``I*_y = Warp(G, I_x)``.
+        grid: the deformation grid ``G``, ``(N, S, S, 2)`` in normalised coordinates.
+        color: the texture map ``T``, ``(N, 3, S, S)`` in ``[-1, 1]``.
+        mask: the attention mask ``M``, ``(N, 1, S, S)`` in ``[0, 1]``, 1 where ``T`` replaces ``I*_y``.
+    """
+
+    image: torch.Tensor
+    deformed: torch.Tensor
+    grid: torch.Tensor
+    color: torch.Tensor
+    mask: torch.Tensor
+
+
+class DefGAN(nn.Module, HubModel):
+    """``G_Comp = G_Tex ∘ G_Def^W``: warp the face toward the target expression, then add texture.
+
+    Without a deformer it is the texture-only ablation (GANimation): ``I*_y = I_x`` and ``G`` is the
+    identity grid.
+
+    Args:
+        texturer: the texture generator ``G_Tex``.
+        deformer: the deformation generator ``G_Def``, or None for the texture-only model.
+    """
+
+    def __init__(self, texturer: TextureGenerator, deformer: DeformationGenerator | None = None) -> None:
+        super().__init__()
+        if deformer is not None and deformer.image_size != texturer.image_size:
+            raise ValueError(
+                f"deformer works on {deformer.image_size}px crops but texturer on {texturer.image_size}px; they must match."
+            )
+        self.texturer = texturer
+        self.deformer = deformer
+        # The root config.json describes the composition; each network's sizes live in its subfolder.
+        self._hub_mixin_config = {"texture_only": deformer is None}
+
+    @property
+    def texture_only(self) -> bool:
+        """True for the GANimation ablation (no deformation generator)."""
+        return self.deformer is None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square face crops the generators take."""
+        return self.texturer.image_size
+
+    def forward(self, image: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> DefGANOutput:
+        """
+        Args:
+            image: ``(N, 3, S, S)`` in ``[-1, 1]``, the face ``I_x``.
+            source_aus: ``(N, 17)`` in ``[0, 1]``, its expression ``x``.
+            target_aus: ``(N, 17)`` in ``[0, 1]``, the wanted expression ``y``.
+        """
+        if self.deformer is None:
+            batch_size, _, height, width = image.shape
+            grid = identity_grid(batch_size, height, width, image.device, image.dtype)
+            deformed = image
+        else:
+            grid = self.deformer(image, source_aus, target_aus)
+            deformed = warp(image, grid)
+        color, mask = self.texturer(deformed, target_aus)
+        edited = mask * color + (1.0 - mask) * deformed
+        return DefGANOutput(image=edited, deformed=deformed, grid=grid, color=color, mask=mask)
+
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: str | Path,
+        *,
+        discriminator: Discriminator | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write the repo layout (generators, root config, model card) and, if given, the discriminator.
+
+        With ``push_to_hub`` the whole folder, discriminator included, is uploaded to ``repo_id``
+        (default: the folder's name); extra keyword arguments go to :meth:`HfApi.upload_folder`.
+
+        Returns:
+            The commit URL when pushed, else None.
+        """
+        save_directory = Path(save_directory)
+        super().save_pretrained(save_directory, model_card_kwargs=model_card_kwargs)
+        if discriminator is not None:
+            discriminator.save_pretrained(save_directory, subfolder=DISCRIMINATOR_FOLDER)
+        if not push_to_hub:
+            return None
+        api = HfApi(token=push_to_hub_kwargs.pop("token", None))
+        private = push_to_hub_kwargs.pop("private", None)
+        repo_id = api.create_repo(repo_id or save_directory.name, private=private, exist_ok=True).repo_id
+        return str(api.upload_folder(repo_id=repo_id, folder_path=save_directory, **push_to_hub_kwargs))
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        self.texturer.save_pretrained(save_directory, subfolder=TEXTURER_FOLDER)
+        if self.deformer is not None:
+            self.deformer.save_pretrained(save_directory, subfolder=DEFORMER_FOLDER)
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: dict[str, Any] | None = None,
+        map_location: str | torch.device = "cpu",
+        strict: bool = True,
+    ) -> DefGAN:
+        if config is None or "texture_only" not in config:
+            raise FileNotFoundError(
+                f"{model_id} has no DefGAN config.json at its root (expected {{\"texture_only\": ...}}); "
+                "save DefGAN models with DefGAN.save_pretrained."
+            )
+        folders = [TEXTURER_FOLDER] if config["texture_only"] else [TEXTURER_FOLDER, DEFORMER_FOLDER]
+        folder = resolve_folder(model_id, allow_patterns=[f"{name}/*" for name in folders], revision=revision,
+                                cache_dir=cache_dir, force_download=force_download, token=token,
+                                local_files_only=local_files_only)
+        loaded = {name: resolve_folder(folder, name) for name in folders}
+        texturer = TextureGenerator.from_pretrained(loaded[TEXTURER_FOLDER], map_location=map_location, strict=strict)
+        deformer = None
+        if not config["texture_only"]:
+            deformer = DeformationGenerator.from_pretrained(loaded[DEFORMER_FOLDER], map_location=map_location,
+                                                            strict=strict)
+        return cls(texturer, deformer).eval()
+
+    def usage_example(self) -> str:
+        s = self.image_size
+        return (
+            "import torch\nfrom defgan_hf import DefGAN, Discriminator, interpolate_expression\n\n"
+            'model = DefGAN.from_pretrained("REPO_ID_OR_FOLDER")\n'
+            'discriminator = Discriminator.from_pretrained("REPO_ID_OR_FOLDER", subfolder="discriminator")\n'
+            f"face = torch.rand(1, 3, {s}, {s}) * 2 - 1  # an aligned face crop in [-1, 1]\n"
+            "source_aus = discriminator(face).aus.clamp(0, 1)  # or AUs from a face annotator\n"
+            'target_aus = interpolate_expression(source_aus, "happy", intensity=0.8)\n'
+            "edit = model(face, source_aus, target_aus)  # edit.image, edit.deformed, edit.mask, edit.grid"
+        )

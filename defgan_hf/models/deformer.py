@@ -1,0 +1,81 @@
+"""The deformation generator G_Def: an AU-conditioned, bounded deformation grid (the motion edit)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..aus import NUM_AUS
+from ..warp import bounded_offset_grid
+from .blocks import Encoder, check_aus, check_image, conv_norm_relu, tile_aus
+from .hub import HubModel
+
+
+class DeformationGenerator(nn.Module, HubModel):
+    """``G = G_Def(I_x, x, y)``: where each pixel of the edited face is read from in the input.
+
+    The texture generator's encoder on the image with source and target AUs tiled over it; its
+    transposed convolutions replaced by bilinear upsampling + 3×3 convolutions (smooth fields without
+    checkerboard artefacts); a 7×7 head giving a two-channel offset field, bounded to ``max_offset``
+    pixels by :func:`~defgan_hf.warp.bounded_offset_grid` whatever the weights are.
+
+    Args:
+        image_size: side of the square face crops; ``max_offset`` is in pixels of this size.
+        num_aus: length of the AU vectors.
+        width: channels after the first convolution; doubled by each downsampling.
+        num_downsamples: stride-2 convolutions (and matching upsampling stages).
+        num_res_blocks: residual blocks at the bottleneck.
+        max_offset: largest displacement of any pixel, in pixels (the paper: 5 at 128×128).
+    """
+
+    def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
+                 num_res_blocks: int = 6, max_offset: float = 5.0) -> None:
+        super().__init__()
+        if image_size % 2**num_downsamples:
+            raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
+        if max_offset <= 0:
+            raise ValueError(f"max_offset must be positive (pixels), got {max_offset}.")
+        self.image_size = image_size
+        self.num_aus = num_aus
+        self.max_offset = max_offset
+        self.encoder = Encoder(3 + 2 * num_aus, width, num_downsamples, num_res_blocks)
+        layers: list[nn.Module] = []
+        channels = self.encoder.out_channels
+        for _ in range(num_downsamples):
+            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                       conv_norm_relu(channels, channels // 2, 3)]
+            channels //= 2
+        self.decoder = nn.Sequential(*layers)
+        self.offset_head = nn.Conv2d(channels, 2, 7, padding=3, bias=False)
+        # Start close to the identity warp (offsets of a fraction of a pixel) so early training is not
+        # dominated by random motion, while keeping gradients flowing to every layer.
+        nn.init.normal_(self.offset_head.weight, std=1e-3)
+
+    def forward(self, image: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            image: ``(N, 3, S, S)`` in ``[-1, 1]``, ``S = image_size``.
+            source_aus: ``(N, num_aus)`` in ``[0, 1]``, the expression ``x`` of ``image``.
+            target_aus: ``(N, num_aus)`` in ``[0, 1]``, the wanted expression ``y``.
+
+        Returns:
+            Grid ``(N, S, S, 2)`` in normalised ``(x, y)`` coordinates (``align_corners=True``), at most
+            ``max_offset`` pixels from the identity grid in each axis.
+        """
+        check_image(image, self.image_size, type(self).__name__)
+        check_aus(source_aus, image.shape[0], self.num_aus, "source_aus")
+        check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
+        s = self.image_size
+        aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
+        features = self.decoder(self.encoder(torch.cat((image, tile_aus(aus, s, s)), dim=1)))
+        return bounded_offset_grid(self.offset_head(features), self.max_offset)
+
+    def usage_example(self) -> str:
+        s = self.image_size
+        return (
+            "import torch\nfrom defgan_hf import DeformationGenerator, EXPRESSIONS\nfrom defgan_hf.warp import warp\n\n"
+            'deformer = DeformationGenerator.from_pretrained("REPO_ID_OR_FOLDER", subfolder="deformer")\n'
+            f"face = torch.rand(1, 3, {s}, {s}) * 2 - 1  # an aligned face crop in [-1, 1]\n"
+            'grid = deformer(face, EXPRESSIONS["neutral"][None], EXPRESSIONS["happy"][None])\n'
+            "deformed = warp(face, grid)"
+        )

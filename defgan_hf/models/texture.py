@@ -1,0 +1,81 @@
+"""The texture generator G_Tex (GANimation's generator): colour map T and attention mask M."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..aus import NUM_AUS
+from .blocks import Encoder, check_aus, check_image, tile_aus
+from .hub import HubModel
+
+
+class TextureOutput(NamedTuple):
+    """``color``: ``(N, 3, H, W)`` in ``[-1, 1]``; ``mask``: ``(N, 1, H, W)`` in ``[0, 1]``, 1 where T is used."""
+
+    color: torch.Tensor
+    mask: torch.Tensor
+
+
+class TextureGenerator(nn.Module, HubModel):
+    """``T, M = G_Tex(I, y)``: hallucinates the texture a warp cannot produce (teeth, shading, eyelids).
+
+    Conv7×7 → downsampling convs → residual blocks → transposed convs back to full resolution, then
+    two 7×7 heads: a colour map (tanh) and an attention mask (sigmoid). The final image is composed by
+    :class:`~defgan_hf.DefGAN` as ``M·T + (1 − M)·I`` (the paper's convention: M selects the new texture).
+    At the defaults it has ≈ 8.5 M parameters.
+
+    Args:
+        image_size: side of the square face crops it is trained on.
+        num_aus: length of the AU vectors.
+        width: channels after the first convolution; doubled by each downsampling.
+        num_downsamples: stride-2 convolutions (and matching transposed convolutions).
+        num_res_blocks: residual blocks at the bottleneck.
+    """
+
+    def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
+                 num_res_blocks: int = 6) -> None:
+        super().__init__()
+        if image_size % 2**num_downsamples:
+            raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
+        self.image_size = image_size
+        self.num_aus = num_aus
+        self.encoder = Encoder(3 + num_aus, width, num_downsamples, num_res_blocks)
+        layers: list[nn.Module] = []
+        channels = self.encoder.out_channels
+        for _ in range(num_downsamples):
+            layers += [
+                nn.ConvTranspose2d(channels, channels // 2, 4, stride=2, padding=1, bias=False),
+                nn.InstanceNorm2d(channels // 2, affine=True),
+                nn.ReLU(inplace=True),
+            ]
+            channels //= 2
+        self.decoder = nn.Sequential(*layers)
+        self.color_head = nn.Sequential(nn.Conv2d(channels, 3, 7, padding=3, bias=False), nn.Tanh())
+        self.mask_head = nn.Sequential(nn.Conv2d(channels, 1, 7, padding=3, bias=False), nn.Sigmoid())
+
+    def forward(self, image: torch.Tensor, target_aus: torch.Tensor) -> TextureOutput:
+        """
+        Args:
+            image: ``(N, 3, S, S)`` in ``[-1, 1]`` (the deformed face ``I*_y``), ``S = image_size``.
+            target_aus: ``(N, num_aus)`` in ``[0, 1]``.
+
+        Returns:
+            :class:`TextureOutput` with ``color`` ``(N, 3, S, S)`` in ``[-1, 1]`` and ``mask`` ``(N, 1, S, S)`` in ``[0, 1]``.
+        """
+        check_image(image, self.image_size, type(self).__name__)
+        check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
+        x = torch.cat((image, tile_aus(target_aus.to(image.dtype), self.image_size, self.image_size)), dim=1)
+        features = self.decoder(self.encoder(x))
+        return TextureOutput(self.color_head(features), self.mask_head(features))
+
+    def usage_example(self) -> str:
+        s = self.image_size
+        return (
+            "import torch\nfrom defgan_hf import TextureGenerator, EXPRESSIONS\n\n"
+            'texturer = TextureGenerator.from_pretrained("REPO_ID_OR_FOLDER", subfolder="texturer")\n'
+            f"face = torch.rand(1, 3, {s}, {s}) * 2 - 1  # an aligned face crop in [-1, 1]\n"
+            'color, mask = texturer(face, EXPRESSIONS["happy"][None])'
+        )
