@@ -1,0 +1,34 @@
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def offline_hub_cache(tmp_path):
+    """Return ``publish(folder, repo_id) -> cache_dir``: lay a saved model out as the Hub cache does.
+
+    ``cache_dir/models--org--name/refs/main`` names a revision, ``snapshots/<revision>/…`` links to
+    ``blobs/<sha256>``: what ``hf_hub_download`` leaves behind, so that ``HF_HUB_OFFLINE=1`` with
+    ``HF_HUB_CACHE=cache_dir`` resolves the repo id without a network.
+    """
+    cache_dir = tmp_path / "hub-cache"
+
+    def publish(folder: Path, repo_id: str) -> Path:
+        repo_dir = cache_dir / f"models--{repo_id.replace('/', '--')}"
+        files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+        revision = hashlib.sha1("".join(str(p.relative_to(folder)) for p in files).encode()).hexdigest()
+        for path in files:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            blob = repo_dir / "blobs" / digest
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, blob)
+            link = repo_dir / "snapshots" / revision / path.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path("../" * (len(path.relative_to(folder).parts) + 1)) / "blobs" / digest)
+        (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+        (repo_dir / "refs" / "main").write_text(revision)
+        return cache_dir
+
+    return publish

@@ -1,0 +1,125 @@
+import pytest
+import torch
+
+from defgan_hf import (
+    DefGAN,
+    DeformationGenerator,
+    Discriminator,
+    TextureGenerator,
+    TextureOutput,
+)
+from defgan_hf.warp import grid_offsets_px, identity_grid
+
+SIZE = 32
+SMALL = dict(image_size=SIZE, width=8, num_res_blocks=1)
+
+
+def small_defgan(texture_only: bool = False) -> DefGAN:
+    deformer = None if texture_only else DeformationGenerator(**SMALL)
+    return DefGAN(TextureGenerator(**SMALL), deformer)
+
+
+def batch(n: int = 2, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(n, 3, size, size, generator=generator) * 2 - 1
+    return image, torch.rand(n, 17, generator=generator), torch.rand(n, 17, generator=generator)
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_parameter_counts_at_default_widths_match_the_paper():
+    assert 8.3e6 < count(TextureGenerator()) < 8.7e6
+    assert 44.5e6 < count(Discriminator(image_size=128)) < 45.5e6
+    # Same encoder as the texture generator; bilinear upsampling + 3×3 convs instead of transposed 4×4.
+    assert 8.0e6 < count(DeformationGenerator()) < 8.5e6
+
+
+def test_defgan_output_shapes_and_ranges():
+    image, source, target = batch()
+    out = small_defgan()(image, source, target)
+    assert out.image.shape == out.deformed.shape == out.color.shape == (2, 3, SIZE, SIZE)
+    assert out.mask.shape == (2, 1, SIZE, SIZE)
+    assert out.grid.shape == (2, SIZE, SIZE, 2)
+    assert out.color.min() >= -1 and out.color.max() <= 1
+    assert out.mask.min() >= 0 and out.mask.max() <= 1
+    assert out.image.min() >= -1 and out.image.max() <= 1
+    assert grid_offsets_px(out.grid).abs().max() <= 5.0 + 1e-4
+
+
+def test_mask_selects_the_new_texture():
+    """Paper's convention I_y = M·T + (1 − M)·I*_y (GANimation's code composes the other way round)."""
+    model = small_defgan()
+    image, source, target = batch()
+    for mask_value, expected in [(1.0, "color"), (0.0, "deformed")]:
+        model.texturer.forward = lambda img, aus, m=mask_value: TextureOutput(
+            torch.full_like(img, 0.25), torch.full_like(img[:, :1], m)
+        )
+        out = model(image, source, target)
+        assert torch.allclose(out.image, getattr(out, expected))
+    assert not torch.allclose(out.deformed, torch.full_like(out.deformed, 0.25))
+
+
+def test_texture_only_model_does_not_move_pixels():
+    model = small_defgan(texture_only=True)
+    assert model.texture_only and model.deformer is None
+    image, source, target = batch()
+    out = model(image, source, target)
+    assert torch.equal(out.deformed, image)
+    assert torch.equal(out.grid, identity_grid(2, SIZE, SIZE))
+
+
+def test_gradients_reach_every_parameter():
+    model = small_defgan()
+    discriminator = Discriminator(image_size=SIZE, width=8, num_layers=3)
+    image, source, target = batch()
+    out = model(image, source, target)
+    critic, aus = discriminator(out.image)
+    (critic.mean() + aus.mean() + out.image.square().mean() + out.mask.mean()).backward()
+    for module in (model, discriminator):
+        for name, parameter in module.named_parameters():
+            assert parameter.grad is not None, f"no gradient reaches {name}"
+            assert parameter.grad.abs().sum() > 0, f"zero gradient at {name}"
+
+
+def test_offset_bound_holds_whatever_the_weights():
+    deformer = DeformationGenerator(**SMALL, max_offset=3.0)
+    with torch.no_grad():
+        deformer.offset_head.weight.normal_(std=1e3)
+    image, source, target = batch()
+    offsets = grid_offsets_px(deformer(image, source, target))
+    assert offsets.abs().max() <= 3.0 + 1e-4
+    assert offsets.abs().max() > 2.9
+
+
+def test_discriminator_outputs():
+    discriminator = Discriminator(image_size=64, width=8, num_layers=4)
+    critic, aus = discriminator(torch.rand(3, 3, 64, 64) * 2 - 1)
+    assert critic.shape == (3, 1, 4, 4)
+    assert aus.shape == (3, 17)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TextureGenerator(image_size=30, num_downsamples=2),
+        lambda: Discriminator(image_size=100, num_layers=6),
+        lambda: DeformationGenerator(max_offset=0),
+        lambda: DefGAN(TextureGenerator(**SMALL), DeformationGenerator(image_size=64, width=8, num_res_blocks=1)),
+    ],
+)
+def test_inconsistent_sizes_are_rejected(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_wrong_input_shapes_say_what_is_expected():
+    model = small_defgan()
+    image, source, target = batch()
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
+        model(torch.rand(2, 3, 64, 64), source, target)
+    with pytest.raises(ValueError, match="target_aus"):
+        model(image, source, target[:, :5])
+    with pytest.raises(ValueError, match="source_aus"):
+        model(image, source[:1], target)
