@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+
+from defgan_hf.losses import (
+    composition_loss,
+    critic_loss,
+    cycle_loss,
+    expression_loss,
+    generator_critic_loss,
+    gradient_penalty,
+    grid_regularizer,
+    identity_loss,
+    mask_regularizer,
+)
+from defgan_hf.warp import bounded_offset_grid, identity_grid
+
+
+def grid_with_offset_px(dx: float, dy: float, size: int = 5, max_offset: float = 5.0) -> torch.Tensor:
+    raw = torch.empty(1, 2, size, size)
+    raw[:, 0], raw[:, 1] = math.atanh(dx / max_offset), math.atanh(dy / max_offset)
+    return bounded_offset_grid(raw, max_offset)
+
+
+def test_critic_losses_by_hand():
+    real = torch.tensor([1.0, 3.0]).view(2, 1, 1, 1)
+    fake = torch.tensor([[0.0, 2.0], [4.0, -2.0]]).view(2, 1, 1, 2)
+    assert critic_loss(real, fake).item() == pytest.approx(1.0 - 2.0)
+    assert generator_critic_loss(fake).item() == pytest.approx(-1.0)
+
+
+def linear_critic(weight: torch.Tensor):
+    return lambda images: (images * weight).sum(dim=(1, 2, 3)).view(-1, 1, 1, 1)
+
+
+def test_gradient_penalty_is_zero_for_a_unit_norm_gradient():
+    weight = torch.randn(3, 4, 4)
+    weight /= weight.norm()
+    real, fake = torch.rand(6, 3, 4, 4), torch.rand(6, 3, 4, 4)
+    assert gradient_penalty(linear_critic(weight), real, fake).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_gradient_penalty_by_hand_and_differentiable():
+    weight = torch.full((3, 4, 4), 0.5, requires_grad=True)  # gradient norm 0.5 · √48
+    penalty = gradient_penalty(linear_critic(weight), torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4))
+    assert penalty.item() == pytest.approx((0.5 * math.sqrt(48) - 1) ** 2, rel=1e-5)
+    penalty.backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_gradient_penalty_runs_in_float32_under_autocast():
+    weight = torch.randn(3, 4, 4, dtype=torch.float32)
+    weight /= weight.norm()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        penalty = gradient_penalty(linear_critic(weight), torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4))
+    assert penalty.dtype == torch.float32
+    assert penalty.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_expression_loss_by_hand():
+    predicted = torch.tensor([[0.5, 1.0], [0.0, 0.0]])
+    target = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert expression_loss(predicted, target).item() == pytest.approx((0.25 + 0 + 1 + 0) / 4)
+
+
+def test_cycle_loss_by_hand():
+    image = torch.zeros(1, 3, 2, 2)
+    reconstruction = image.clone()
+    reconstruction[0, 0, 0, 0] = 1.2
+    assert cycle_loss(reconstruction, image).item() == pytest.approx(1.2 / 12)
+
+
+def test_identity_loss_by_hand():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    b = torch.tensor([[0.0, 2.0], [3.0, 3.0]])
+    assert identity_loss(a, b).item() == pytest.approx(((1 - 0) + (1 - 1)) / 2)
+
+
+def test_composition_loss_by_hand_in_pixels():
+    size = 9
+    identity = identity_grid(1, size, size)
+    assert composition_loss(identity, identity).item() == pytest.approx(0.0, abs=1e-10)
+    # Forward grid shifted by (1, 2) px composed with the identity: error 1² + 2² = 5 px² everywhere.
+    assert composition_loss(grid_with_offset_px(1.0, 2.0, size=size), identity).item() == pytest.approx(5.0, rel=1e-4)
+    # A cycle that undoes the shift: zero error wherever neither read is clamped at the border.
+    there, back = grid_with_offset_px(1.0, 2.0, size=size), grid_with_offset_px(-1.0, -2.0, size=size)
+    clamped_rows, clamped_cols = 2 * 2, 2 * 1
+    interior_share = (size - clamped_rows) * (size - clamped_cols) / size**2
+    assert composition_loss(there, back).item() < (1 - interior_share) * 5.0 + 1e-4
+
+
+def test_grid_regularizer_by_hand():
+    # A constant 3-px shift along x: (G − Id)² = 9 px², no variation.
+    assert grid_regularizer(grid_with_offset_px(3.0, 0.0), eye_weight=0.1, tv_weight=1.0).item() == pytest.approx(
+        0.9, rel=1e-4
+    )
+    # A single 1-px displacement in a 5×5 field: mean 1/25, total variation 4 neighbours × 1².
+    raw = torch.zeros(1, 2, 5, 5)
+    raw[0, 1, 2, 2] = math.atanh(1.0 / 5.0)
+    value = grid_regularizer(bounded_offset_grid(raw, 5.0), eye_weight=1.0, tv_weight=1.0).item()
+    assert value == pytest.approx(1 / 25 + 4, rel=1e-4)
+
+
+def test_mask_regularizer_by_hand():
+    mask = torch.zeros(2, 1, 3, 3)
+    mask[0, 0, 1, 1] = 1.0  # sample 0: mean 1/9, TV 4; sample 1: zeros
+    assert mask_regularizer(mask, eye_weight=0.5, tv_weight=0.25).item() == pytest.approx(
+        0.5 * (1 / 9) / 2 + 0.25 * 4 / 2
+    )
