@@ -1,0 +1,414 @@
+"""AU label readers, data directory layouts, the face dataset and training targets, on tiny real files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from defgan_hf import AU_NAMES, NUM_AUS
+from defgan_hf.data import (
+    EmptyDatasetError,
+    FaceAUDataset,
+    find_data_layout,
+    load_image,
+    read_au_labels,
+    read_split_ids,
+    sample_target_aus,
+)
+
+AU_COLUMNS = [f"{au}_r" for au in AU_NAMES]
+
+
+def openface_values(seed: int) -> np.ndarray:
+    """17 AU intensities on OpenFace's 0–5 scale."""
+    return np.round(np.random.default_rng(seed).uniform(0.0, 5.0, NUM_AUS), 2)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]], separator: str = ",") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [separator.join(header)] + [separator.join(str(value) for value in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_table(path: Path, labels: dict[str, np.ndarray], file_column: str = "file") -> None:
+    """A table with the AU columns in a shuffled order between unrelated columns."""
+    order = np.random.default_rng(1).permutation(NUM_AUS)
+    header = ["confidence", file_column] + [AU_COLUMNS[i] for i in order] + ["AU12_c"]
+    rows = [[0.98, key] + [values[i] for i in order] + [1] for key, values in labels.items()]
+    write_csv(path, header, rows)
+
+
+def write_openface_csv(path: Path, faces: list[tuple[float, int, np.ndarray]]) -> None:
+    """OpenFace's per-image output: ``", "`` separators, spaces in the header, columns in its own order."""
+    order = np.random.default_rng(2).permutation(NUM_AUS)
+    header = ["face", " confidence", " success", " gaze_0_x", " x_0", " y_0"]
+    header += [f" {AU_COLUMNS[i]}" for i in order] + [" AU01_c", " AU28_c"]
+    rows = [
+        [face, confidence, success, 0.1, 20.5, 30.5] + [values[i] for i in order] + [1, 0]
+        for face, (confidence, success, values) in enumerate(faces)
+    ]
+    write_csv(path, header, rows, separator=", ")
+
+
+def write_image(path: Path, grey: int, size: tuple[int, int] = (8, 8)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (grey, grey, grey)).save(path)
+
+
+def write_truncated_jpeg(path: Path) -> None:
+    noise = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# --- labels ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_column", ["file", "Filename", "image", "path", "name"])
+def test_table_columns_are_selected_by_name_and_rescaled_to_unit_range(tmp_path: Path, file_column: str) -> None:
+    values = {"a.png": openface_values(0), "sub/b.jpg": openface_values(1)}
+    values["a.png"][0], values["a.png"][16] = 6.0, -0.5  # outside OpenFace's range: clipped
+    write_table(tmp_path / "aus.csv", values, file_column)
+
+    labels = read_au_labels(tmp_path / "aus.csv")
+
+    assert sorted(labels) == ["a.png", "sub/b.jpg"]
+    for key, raw in values.items():
+        assert labels[key].dtype == np.float32
+        np.testing.assert_allclose(labels[key], np.clip(raw / 5.0, 0.0, 1.0), rtol=1e-6)
+    assert labels["a.png"][0] == 1.0 and labels["a.png"][16] == 0.0
+
+
+def test_table_drops_rows_openface_failed_to_track(tmp_path: Path) -> None:
+    header = ["file", "success"] + AU_COLUMNS
+    write_csv(tmp_path / "aus.csv", header, [["a.png", 1, *openface_values(0)], ["b.png", 0, *[0.0] * NUM_AUS]])
+
+    assert list(read_au_labels(tmp_path / "aus.csv")) == ["a.png"]
+
+
+def test_missing_au_column_is_named_with_the_file(tmp_path: Path) -> None:
+    header = ["file"] + [name for name in AU_COLUMNS if name not in ("AU09_r", "AU45_r")]
+    write_csv(tmp_path / "aus.csv", header, [["a.png"] + [1.0] * (NUM_AUS - 2)])
+
+    with pytest.raises(ValueError, match=r"aus\.csv lacks the AU intensity column\(s\) AU09_r, AU45_r"):
+        read_au_labels(tmp_path / "aus.csv")
+
+
+def test_table_without_file_column_lists_the_accepted_names(tmp_path: Path) -> None:
+    write_csv(tmp_path / "aus.csv", ["picture"] + AU_COLUMNS, [["a.png", *openface_values(0)]])
+
+    with pytest.raises(ValueError, match="no file column.*file, filename"):
+        read_au_labels(tmp_path / "aus.csv")
+
+
+def test_image_labelled_twice_is_an_error(tmp_path: Path) -> None:
+    write_table(tmp_path / "aus.csv", {"a.png": openface_values(0)})
+    with open(tmp_path / "aus.csv", "a") as file:
+        file.write("0.9,a.png," + ",".join(["1.0"] * NUM_AUS) + ",1\n")
+
+    with pytest.raises(ValueError, match=r"'a\.png' is labelled twice \(lines 2 and 3\)"):
+        read_au_labels(tmp_path / "aus.csv")
+
+
+def test_non_numeric_value_names_file_line_and_column(tmp_path: Path) -> None:
+    write_csv(tmp_path / "aus.csv", ["file"] + AU_COLUMNS, [["a.png", "high", *openface_values(0)[1:]]])
+
+    with pytest.raises(ValueError, match=r"aus\.csv, line 2: column AU01_r holds 'high'"):
+        read_au_labels(tmp_path / "aus.csv")
+
+
+def test_openface_folder_labels_each_image_by_its_csv(tmp_path: Path) -> None:
+    single, weak, strong = openface_values(0), openface_values(1), openface_values(2)
+    write_openface_csv(tmp_path / "a.csv", [(0.9, 1, single)])
+    write_openface_csv(tmp_path / "b.csv", [(0.5, 1, weak), (0.95, 1, strong), (0.99, 0, np.zeros(NUM_AUS))])
+    write_openface_csv(tmp_path / "no_face.csv", [(0.0, 0, np.zeros(NUM_AUS))])
+    (tmp_path / "train_ids.csv").write_text("a\nb\n")
+
+    labels = read_au_labels(tmp_path)
+
+    assert sorted(labels) == ["a", "b"]
+    np.testing.assert_allclose(labels["a"], single / 5.0, rtol=1e-6)
+    # The most confident face that OpenFace tracked (success == 1) labels the image.
+    np.testing.assert_allclose(labels["b"], strong / 5.0, rtol=1e-6)
+
+
+def test_ganimation_pickle_and_split_files(tmp_path: Path) -> None:
+    values = {"000001": openface_values(0), "000002": openface_values(1).astype(np.float32)}
+    with open(tmp_path / "aus_openface.pkl", "wb") as file:
+        pickle.dump(values, file, protocol=2)
+    (tmp_path / "train_ids.csv").write_text("000001.jpg\n\n 000002 \n")
+
+    labels = read_au_labels(tmp_path / "aus_openface.pkl")
+
+    assert sorted(labels) == ["000001", "000002"]
+    for key, raw in values.items():
+        np.testing.assert_allclose(labels[key], raw / 5.0, rtol=1e-6)
+    assert read_split_ids(tmp_path / "train_ids.csv") == {"000001.jpg", "000002"}
+
+
+class _OpensAFile:
+    """Unpickling this creates a file: what a malicious label pickle could do."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.target), "w")
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "created_by_pickle"
+    with open(tmp_path / "aus_openface.pkl", "wb") as file:
+        pickle.dump({"a": _OpensAFile(marker)}, file)
+
+    with pytest.raises(ValueError, match=r"refusing io\.open: only a dict of numpy arrays"):
+        read_au_labels(tmp_path / "aus_openface.pkl")
+    assert not marker.exists()
+
+
+def test_pickle_with_wrong_number_of_aus_is_an_error(tmp_path: Path) -> None:
+    with open(tmp_path / "aus_openface.pkl", "wb") as file:
+        pickle.dump({"a": np.zeros(12)}, file)
+
+    with pytest.raises(ValueError, match=r"'a' has AU values of shape \(12,\); expected 17"):
+        read_au_labels(tmp_path / "aus_openface.pkl")
+
+
+# --- images ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "suffix", "expected_rgb"),
+    [
+        (Image.new("RGBA", (6, 6), (10, 200, 30, 0)), ".png", (255, 255, 255)),  # transparent → white
+        (Image.new("L", (6, 6), 0), ".png", (0, 0, 0)),
+        (Image.new("CMYK", (6, 6), (0, 0, 0, 0)), ".jpg", (255, 255, 255)),
+        (Image.fromarray(np.full((6, 6), 128 * 257, np.uint16)), ".png", (128, 128, 128)),  # 16-bit, rescaled
+        (Image.new("P", (6, 6), 0), ".gif", (0, 0, 0)),
+    ],
+    ids=["rgba", "grey", "cmyk", "grey16", "palette"],
+)
+def test_load_image_converts_any_mode_to_rgb_in_range(
+    tmp_path: Path, image: Image.Image, suffix: str, expected_rgb: tuple[int, int, int]
+) -> None:
+    path = tmp_path / f"face{suffix}"
+    image.save(path)
+
+    loaded = load_image(path, resolution=4)
+
+    assert loaded.shape == (3, 4, 4) and loaded.dtype == torch.float32
+    expected = torch.tensor(expected_rgb, dtype=torch.float32) / 127.5 - 1.0
+    torch.testing.assert_close(loaded, expected[:, None, None].expand(3, 4, 4), atol=2 / 127.5, rtol=0)
+
+
+def test_load_image_applies_exif_orientation_then_crops_the_centre(tmp_path: Path) -> None:
+    # Stored 40 wide × 20 high: red left half, blue right half. EXIF orientation 6 means "rotate 90° clockwise
+    # to display", which puts red on top; the centre square of the upright 20 × 40 image is red above blue.
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    stored.paste((0, 0, 255), (20, 0, 40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "rotated.png", exif=exif)
+
+    image = load_image(tmp_path / "rotated.png", resolution=8)
+
+    red, blue = torch.tensor([1.0, -1.0, -1.0]), torch.tensor([-1.0, -1.0, 1.0])
+    torch.testing.assert_close(image[:, 0, :], red[:, None].expand(3, 8), atol=1e-3, rtol=0)
+    torch.testing.assert_close(image[:, -1, :], blue[:, None].expand(3, 8), atol=1e-3, rtol=0)
+
+
+# --- dataset -----------------------------------------------------------------------------------------
+
+
+def annotator_output(root: Path) -> Path:
+    """``defgan-annotate``-style output: ``imgs/`` and ``aus.csv``, with every kind of flaw.
+
+    Readable image ``i`` is filled with grey ``40 i`` and labelled AU01 = ``i`` (0–5 scale), so an item's
+    image and AUs can be checked to belong together.
+    """
+    images = root / "imgs"
+    write_image(images / "a.png", 0)
+    write_image(images / "b.jpg", 40)
+    write_image(images / "sub" / "c.png", 80)
+    write_image(images / "unlabelled.png", 120)
+    write_image(images / ".hidden.png", 160)
+    write_truncated_jpeg(images / "truncated.jpg")
+    (images / "not_an_image.png").write_text("this is text")
+    (images / "notes.txt").write_text("not an image either")
+    labels = {}
+    # Keys relative to the table (imgs/…), relative to the image folder, and without extension.
+    for index, key in enumerate(["imgs/a.png", "b.jpg", "sub/c", "truncated.jpg", "not_an_image.png", "missing.png"]):
+        labels[key] = np.zeros(NUM_AUS)
+        labels[key][0] = index
+    write_table(root / "aus.csv", labels)
+    return root
+
+
+def assert_item_matches_its_label(image: torch.Tensor, aus: torch.Tensor) -> None:
+    assert image.shape[-3] == 3 and aus.shape[-1] == NUM_AUS
+    grey = (image.mean() + 1.0) * 127.5
+    assert grey.item() == pytest.approx(40 * aus[0].item() * 5.0, abs=2.0)
+
+
+def test_dataset_over_annotator_output_counts_and_skips_bad_files(tmp_path: Path) -> None:
+    dataset = FaceAUDataset.from_data_dir(annotator_output(tmp_path), resolution=16, flip=False)
+
+    assert sorted(dataset.files) == ["a.png", "b.jpg", "not_an_image.png", "sub/c.png", "truncated.jpg"]
+    assert dataset.unlabelled_images == ["unlabelled.png"]
+    assert dataset.labels_without_image == ["missing.png"]
+    assert dataset.num_skipped == 0
+
+    items = [dataset[index] for index in range(len(dataset))]
+
+    assert len(items) == len(dataset)
+    for image, aus in items:
+        assert image.shape == (3, 16, 16) and aus.shape == (NUM_AUS,) and aus.dtype == torch.float32
+        assert image.min() >= -1.0 and image.max() <= 1.0
+        assert_item_matches_its_label(image, aus)
+    assert dataset.num_skipped == 2
+    assert sorted(dataset.skipped_files) == ["not_an_image.png", "truncated.jpg"]
+    assert "1 images without a label; 1 labels without an image; 2 unreadable images skipped" in dataset.summary()
+
+
+def test_unreadable_images_found_by_loader_workers_are_counted_in_the_main_process(tmp_path: Path) -> None:
+    dataset = FaceAUDataset.from_data_dir(annotator_output(tmp_path), resolution=8)
+    loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=1)
+
+    batches = list(loader)
+
+    assert sum(images.shape[0] for images, _ in batches) == len(dataset)
+    for images, aus in batches:
+        for image, label in zip(images, aus, strict=True):
+            assert_item_matches_its_label(image, label)
+    assert dataset.num_skipped == 2
+    assert sorted(dataset.skipped_files) == ["not_an_image.png", "truncated.jpg"]
+
+
+def test_dataset_whose_images_are_all_unreadable_raises(tmp_path: Path) -> None:
+    write_truncated_jpeg(tmp_path / "a.jpg")
+    dataset = FaceAUDataset(tmp_path, {"a": np.zeros(NUM_AUS, np.float32)}, resolution=8)
+
+    with pytest.raises(EmptyDatasetError, match=r"None of the 1 labelled images .* can be read"):
+        dataset[0]
+
+
+def test_flip_mirrors_left_right_and_keeps_the_aus(tmp_path: Path) -> None:
+    image = Image.new("RGB", (8, 8), (255, 0, 0))
+    image.paste((0, 0, 255), (4, 0, 8, 8))
+    image.save(tmp_path / "a.png")
+    labels = {"a.png": np.linspace(0, 1, NUM_AUS, dtype=np.float32)}
+    unflipped, _ = FaceAUDataset(tmp_path, labels, resolution=8, flip=False)[0]
+    dataset = FaceAUDataset(tmp_path, labels, resolution=8, flip=True)
+
+    torch.manual_seed(0)
+    draws = [dataset[0] for _ in range(20)]
+
+    mirrored = [torch.equal(image, unflipped.flip(-1)) for image, _ in draws]
+    assert all(mirrored[i] or torch.equal(draws[i][0], unflipped) for i in range(20))
+    assert any(mirrored) and not all(mirrored)
+    for _, aus in draws:
+        torch.testing.assert_close(aus, torch.from_numpy(labels["a.png"]))
+
+
+def test_ganimation_layout_selects_a_split(tmp_path: Path) -> None:
+    stems = ["000001", "000002", "000003", "000004"]
+    for index, stem in enumerate(stems):
+        write_image(tmp_path / "imgs" / f"{stem}.jpg", 40 * index)
+    with open(tmp_path / "aus_openface.pkl", "wb") as file:
+        pickle.dump({stem: np.full(NUM_AUS, float(index)) for index, stem in enumerate(stems)}, file)
+    (tmp_path / "train_ids.csv").write_text("000001.jpg\n000002.jpg\n")
+    (tmp_path / "test_ids.csv").write_text("000003\n000004\n")
+
+    train = FaceAUDataset.from_data_dir(tmp_path, resolution=8, split="train")
+    test = FaceAUDataset.from_data_dir(tmp_path, resolution=8, split="test")
+    everything = FaceAUDataset.from_data_dir(tmp_path, resolution=8)
+
+    assert train.files == ["000001.jpg", "000002.jpg"]
+    assert test.files == ["000003.jpg", "000004.jpg"]
+    assert len(everything) == 4
+    assert train.unlabelled_images == [] and train.labels_without_image == [] and train.num_outside_split == 2
+    assert_item_matches_its_label(*test[1])
+    with pytest.raises(FileNotFoundError, match="val_ids.csv"):
+        FaceAUDataset.from_data_dir(tmp_path, split="val")
+
+
+@pytest.mark.parametrize("csv_folder", ["processed", "."])
+def test_openface_layouts(tmp_path: Path, csv_folder: str) -> None:
+    for index, name in enumerate(["a", "b"]):
+        values = np.zeros(NUM_AUS)
+        values[0] = index
+        write_openface_csv(tmp_path / csv_folder / f"{name}.csv", [(0.9, 1, values)])
+        write_image(tmp_path / "imgs" / f"{name}.png", 40 * index)
+
+    layout = find_data_layout(tmp_path)
+    dataset = FaceAUDataset.from_data_dir(tmp_path, resolution=8)
+
+    assert layout.labels == tmp_path / csv_folder  # pathlib drops the "."
+    assert layout.image_dir == tmp_path / "imgs"
+    assert dataset.files == ["a.png", "b.png"]
+    for index in range(len(dataset)):
+        assert_item_matches_its_label(*dataset[index])
+
+
+def test_empty_data_directories_say_what_was_found(tmp_path: Path) -> None:
+    no_images = tmp_path / "no_images"
+    (no_images / "imgs").mkdir(parents=True)
+    write_table(no_images / "aus.csv", {"a.png": openface_values(0), "b.png": openface_values(1)})
+    no_labels = tmp_path / "no_labels"
+    for name in ["a.png", "b.png", "c.png"]:
+        write_image(no_labels / "imgs" / name, 0)
+    no_match = tmp_path / "no_match"
+    write_image(no_match / "imgs" / "face.png", 0)
+    write_table(no_match / "aus.csv", {"other.png": openface_values(0)})
+
+    with pytest.raises(EmptyDatasetError, match=r"Found 0 images in .*imgs and 2 AU labels"):
+        FaceAUDataset.from_data_dir(no_images)
+    with pytest.raises(EmptyDatasetError, match=r"Found 3 images and no AU labels in .*no_labels"):
+        FaceAUDataset.from_data_dir(no_labels)
+    with pytest.raises(EmptyDatasetError, match=r"Found 1 images .* and 1 AU labels, but no label names an image"):
+        FaceAUDataset.from_data_dir(no_match)
+    assert issubclass(EmptyDatasetError, ValueError)
+
+
+def test_bad_data_dir_fails_fast_with_its_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"Data directory .*does_not_exist does not exist"):
+        FaceAUDataset.from_data_dir(tmp_path / "does_not_exist")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(FileNotFoundError, match="is a file, not a folder"):
+        FaceAUDataset.from_data_dir(tmp_path / "a_file")
+
+
+# --- training targets --------------------------------------------------------------------------------
+
+
+def test_target_aus_are_another_samples_aus_plus_bounded_noise() -> None:
+    # Rows 0.25 apart in every AU: with noise ≤ 0.1 each target row is nearest to exactly one source row.
+    aus = torch.linspace(0.0, 1.0, 5)[:, None].expand(5, NUM_AUS).contiguous()
+
+    targets = sample_target_aus(aus, generator=torch.Generator().manual_seed(0), noise=0.1)
+
+    assert targets.shape == aus.shape and targets.dtype == aus.dtype
+    assert targets.min() >= 0.0 and targets.max() <= 1.0
+    sources = (targets[:, None, :] - aus[None, :, :]).abs().amax(-1).argmin(-1)
+    assert sorted(sources.tolist()) == list(range(5))  # a permutation of the batch
+    unclipped = (targets - aus[sources]).abs()
+    assert unclipped.max() <= 0.1 + 1e-6 and unclipped.max() > 0.0
+
+
+def test_target_aus_without_noise_permute_the_batch_reproducibly() -> None:
+    aus = torch.rand(8, NUM_AUS, generator=torch.Generator().manual_seed(1))
+
+    first = sample_target_aus(aus, generator=torch.Generator().manual_seed(2), noise=0.0)
+    again = sample_target_aus(aus, generator=torch.Generator().manual_seed(2), noise=0.0)
+
+    assert torch.equal(first, again)
+    assert sorted(map(tuple, first.tolist())) == sorted(map(tuple, aus.tolist()))
+    assert not torch.equal(first, aus)
+    with pytest.raises(ValueError, match=r"shape \(N, 17\)"):
+        sample_target_aus(aus[:, :5])
