@@ -355,9 +355,9 @@ def find_data_layout(data_dir: str | Path, split: str | None = None) -> DataLayo
         labels = data_dir
     else:
         raise EmptyDatasetError(
-            f"Found {len(_list_images(image_dir))} images and no AU labels in {data_dir}: expected {TABLE_FILE} "
-            f"(as defgan-annotate writes it), {GANIMATION_FILE}, or OpenFace CSVs in {OPENFACE_FOLDER}/ or in the "
-            "folder itself."
+            f"No labelled faces: found {_count(len(_list_images(image_dir)), 'image')} and no AU labels in {data_dir}: "
+            f"expected {TABLE_FILE} (as defgan-annotate writes it), {GANIMATION_FILE}, or OpenFace CSVs in "
+            f"{OPENFACE_FOLDER}/ or in the folder itself."
         )
     split_ids = None
     if split is not None:
@@ -370,6 +370,10 @@ def find_data_layout(data_dir: str | Path, split: str | None = None) -> DataLayo
     return DataLayout(image_dir=image_dir, labels=labels, split_ids=split_ids)
 
 
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _list_images(image_dir: Path) -> list[str]:
@@ -565,17 +569,20 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def summary(self) -> str:
         """One line for the training log: what was found, used and skipped."""
         parts = [
-            f"{len(self.files)} labelled images in {self.image_dir}",
-            f"{len(self.unlabelled_images)} images without a label",
-            f"{len(self.labels_without_image)} labels without an image",
+            f"{_count(len(self.files), 'labelled image')} in {self.image_dir}",
+            f"{_count(len(self.unlabelled_images), 'image')} without a label",
+            f"{_count(len(self.labels_without_image), 'label')} without an image",
         ]
         if self.split_size is not None:
-            parts.append(f"{self.num_outside_split} images outside the split")
-        parts.append(f"{self.num_skipped} unreadable images skipped")
+            parts.append(f"{_count(self.num_outside_split, 'image')} outside the split")
+        parts.append(f"{_count(self.num_skipped, 'unreadable image')} skipped")
         return "; ".join(parts)
 
     def _nothing_usable_message(self, images: list[str], keys: list[str]) -> str:
-        found = f"Found {len(images)} images in {self.image_dir} and {len(keys)} AU labels"
+        found = (
+            f"No labelled faces: found {_count(len(images), 'image')} in {self.image_dir} "
+            f"and {_count(len(keys), 'AU label')}"
+        )
         if not images:
             return f"{found}: put the face images there ({', '.join(sorted(IMAGE_EXTENSIONS))})."
         if not keys:

@@ -273,7 +273,7 @@ def test_dataset_over_annotator_output_counts_and_skips_bad_files(tmp_path: Path
         assert_item_matches_its_label(image, aus)
     assert dataset.num_skipped == 2
     assert sorted(dataset.skipped_files) == ["not_an_image.png", "truncated.jpg"]
-    assert "1 images without a label; 1 labels without an image; 2 unreadable images skipped" in dataset.summary()
+    assert "1 image without a label; 1 label without an image; 2 unreadable images skipped" in dataset.summary()
 
 
 def test_unreadable_images_found_by_loader_workers_are_counted_in_the_main_process(tmp_path: Path) -> None:
@@ -367,11 +367,11 @@ def test_empty_data_directories_say_what_was_found(tmp_path: Path) -> None:
     write_image(no_match / "imgs" / "face.png", 0)
     write_table(no_match / "aus.csv", {"other.png": openface_values(0)})
 
-    with pytest.raises(EmptyDatasetError, match=r"Found 0 images in .*imgs and 2 AU labels"):
+    with pytest.raises(EmptyDatasetError, match=r"found 0 images in .*imgs and 2 AU labels"):
         FaceAUDataset.from_data_dir(no_images)
-    with pytest.raises(EmptyDatasetError, match=r"Found 3 images and no AU labels in .*no_labels"):
+    with pytest.raises(EmptyDatasetError, match=r"found 3 images and no AU labels in .*no_labels"):
         FaceAUDataset.from_data_dir(no_labels)
-    with pytest.raises(EmptyDatasetError, match=r"Found 1 images .* and 1 AU labels, but no label names an image"):
+    with pytest.raises(EmptyDatasetError, match=r"found 1 image in .* and 1 AU label, but no label names an image"):
         FaceAUDataset.from_data_dir(no_match)
     assert issubclass(EmptyDatasetError, ValueError)
 
