@@ -213,7 +213,7 @@ def test_push_to_hub_uploads_the_whole_repo(tmp_path, monkeypatch):
             uploaded[repo_id] = saved_files(Path(folder_path))
             return f"https://huggingface.co/{repo_id}/commit/0"
 
-    monkeypatch.setattr("defgan_hf.models.defgan.HfApi", RecordingApi)
+    monkeypatch.setattr("defgan_hf.models.hub.HfApi", RecordingApi)
     model, discriminator = small_models()
     url = model.save_pretrained(tmp_path, discriminator=discriminator, push_to_hub=True, repo_id="org/defgan-tiny")
     assert url.endswith("/commit/0")

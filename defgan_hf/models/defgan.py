@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import HfApi
 from torch import nn
 
 from ..warp import identity_grid, warp
 from .deformer import DeformationGenerator
 from .discriminator import Discriminator
-from .hub import HubModel, resolve_folder
+from .hub import HubModel, push_folder, resolve_folder
 from .texture import TextureGenerator
 
 DEFORMER_FOLDER = "deformer"
@@ -95,6 +94,7 @@ class DefGAN(nn.Module, HubModel):
         save_directory: str | Path,
         *,
         discriminator: Discriminator | None = None,
+        config: dict[str, Any] | None = None,
         push_to_hub: bool = False,
         repo_id: str | None = None,
         model_card_kwargs: dict[str, Any] | None = None,
@@ -103,21 +103,18 @@ class DefGAN(nn.Module, HubModel):
         """Write the repo layout (generators, root config, model card) and, if given, the discriminator.
 
         With ``push_to_hub`` the whole folder, discriminator included, is uploaded to ``repo_id``
-        (default: the folder's name); extra keyword arguments go to :meth:`HfApi.upload_folder`.
+        (default: the folder's name); extra keyword arguments go to :func:`~defgan_hf.models.hub.push_folder`.
 
         Returns:
             The commit URL when pushed, else None.
         """
         save_directory = Path(save_directory)
-        super().save_pretrained(save_directory, model_card_kwargs=model_card_kwargs)
+        super().save_pretrained(save_directory, config=config, model_card_kwargs=model_card_kwargs)
         if discriminator is not None:
             discriminator.save_pretrained(save_directory, subfolder=DISCRIMINATOR_FOLDER)
         if not push_to_hub:
             return None
-        api = HfApi(token=push_to_hub_kwargs.pop("token", None))
-        private = push_to_hub_kwargs.pop("private", None)
-        repo_id = api.create_repo(repo_id or save_directory.name, private=private, exist_ok=True).repo_id
-        return str(api.upload_folder(repo_id=repo_id, folder_path=save_directory, **push_to_hub_kwargs))
+        return push_folder(save_directory, repo_id or save_directory.name, **push_to_hub_kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         self.texturer.save_pretrained(save_directory, subfolder=TEXTURER_FOLDER)

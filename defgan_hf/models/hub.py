@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import safetensors.torch
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download, snapshot_download
+from huggingface_hub import HfApi, ModelCard, PyTorchModelHubMixin, hf_hub_download, snapshot_download
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
 from huggingface_hub.errors import EntryNotFoundError
 
@@ -116,6 +116,18 @@ def resolve_folder(
         if not folder.is_dir():
             raise FileNotFoundError(f"{source} has no {subfolder}/ folder; is it a defgan-hf model repo?")
     return folder
+
+
+def push_folder(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                **upload_kwargs: Any) -> str:
+    """Create ``repo_id`` on the Hub if needed and upload ``folder`` to it in one commit.
+
+    Returns:
+        The commit URL. Extra keyword arguments go to :meth:`HfApi.upload_folder`.
+    """
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return str(api.upload_folder(repo_id=repo_id, folder_path=folder, **upload_kwargs))
 
 
 class HubModel(

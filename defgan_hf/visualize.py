@@ -1,0 +1,99 @@
+"""Pictures of what DefGAN does: deformation fields, attention masks, AU vectors, sample grids.
+
+Every function takes model-world tensors and returns images ``(N, 3, H, W)`` in ``[-1, 1]``, so they
+can be tiled next to faces; :func:`to_pil` turns a tiling into a picture.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .warp import grid_offsets_px
+
+if TYPE_CHECKING:
+    from .models import DefGANOutput
+
+
+def flow_to_color(grid: torch.Tensor, max_offset: float) -> torch.Tensor:
+    """Colour a deformation grid by its displacement: hue = direction, brightness = length.
+
+    Args:
+        grid: ``(N, H, W, 2)`` in normalised coordinates.
+        max_offset: displacement in pixels drawn at full brightness (the deformer's bound).
+
+    Returns:
+        ``(N, 3, H, W)`` in ``[-1, 1]``; black where nothing moves.
+    """
+    offsets = grid_offsets_px(grid.detach().float())
+    hue = (torch.atan2(offsets[..., 1], offsets[..., 0]) / (2 * math.pi)) % 1.0
+    value = (offsets.norm(dim=-1) / max_offset).clamp(0, 1)
+    # HSV → RGB at full saturation: each channel is a clamped triangle wave of the hue.
+    shifts = torch.tensor([0.0, 2.0 / 3.0, 1.0 / 3.0], device=grid.device)
+    channel = (hue[:, None] + shifts[None, :, None, None]) % 1.0
+    rgb = (6.0 * (channel - 0.5).abs() - 1.0).clamp(0, 1)
+    return rgb * value[:, None] * 2.0 - 1.0
+
+
+def mask_to_image(mask: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` attention mask in ``[0, 1]`` → ``(N, 3, H, W)`` grey image in ``[-1, 1]`` (white = new texture)."""
+    return mask.detach().float().expand(-1, 3, -1, -1) * 2.0 - 1.0
+
+
+def au_bars(aus: torch.Tensor, size: int) -> torch.Tensor:
+    """Draw AU vectors as bar charts, one bar per AU in :data:`~defgan_hf.AU_NAMES` order.
+
+    Args:
+        aus: ``(N, A)`` in ``[0, 1]``.
+        size: side of the square picture.
+
+    Returns:
+        ``(N, 3, size, size)`` in ``[-1, 1]``: light bars on a dark background.
+    """
+    aus = aus.detach().float().clamp(0, 1).cpu()
+    num_aus = aus.shape[1]
+    column = torch.arange(size) * num_aus // size  # which AU each pixel column shows
+    within_slot = (torch.arange(size) * num_aus % size) / size  # 0 … 1 across each AU's slot
+    gap = (within_slot < 0.15) | (within_slot > 0.85)  # space between neighbouring bars
+    height = (aus[:, column] * size).round()  # (N, size)
+    rows = torch.arange(size - 1, -1, -1)[None, :, None]  # bottom row first
+    filled = (rows < height[:, None, :]) & ~gap[None, None, :]
+    return filled.float()[:, None].expand(-1, 3, -1, -1) * 1.6 - 0.8
+
+
+def to_pil(images: torch.Tensor, columns: int = 1) -> Image.Image:
+    """Tile ``(N·columns, 3, H, W)`` images in ``[-1, 1]`` into rows of ``columns`` and return a PIL image."""
+    images = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu()
+    count, _, height, width = images.shape
+    rows = math.ceil(count / columns)
+    canvas = np.zeros((rows * height, columns * width, 3), dtype=np.uint8)
+    for index, image in enumerate(images):
+        row, col = divmod(index, columns)
+        canvas[row * height:(row + 1) * height, col * width:(col + 1) * width] = image.permute(1, 2, 0).numpy()
+    return Image.fromarray(canvas)
+
+
+def sample_grid(image: torch.Tensor, edit: DefGANOutput, target_aus: torch.Tensor, max_offset: float) -> Image.Image:
+    """One row per face: input | deformed | mask | final | deformation field | target AUs.
+
+    Args:
+        image: ``(N, 3, S, S)`` inputs in ``[-1, 1]``.
+        edit: the model's :class:`~defgan_hf.DefGANOutput` for them.
+        target_aus: ``(N, 17)`` in ``[0, 1]``.
+        max_offset: the deformer's bound in pixels (full brightness in the field column).
+    """
+    size = image.shape[-1]
+    panels = [
+        image.detach().float(),
+        edit.deformed.detach().float(),
+        mask_to_image(edit.mask),
+        edit.image.detach().float(),
+        flow_to_color(edit.grid, max_offset),
+        au_bars(target_aus, size).to(image.device),
+    ]
+    rows = torch.stack(panels, dim=1).flatten(0, 1)  # (N · 6, 3, S, S), row-major
+    return to_pil(rows, columns=len(panels))

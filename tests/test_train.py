@@ -1,0 +1,170 @@
+"""The training script end to end, as a user runs it: separate processes, real files."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from defgan_hf import AU_NAMES, DefGAN, Discriminator
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--resolution", "32", "--generator_width", "8", "--generator_res_blocks", "1",
+        "--discriminator_width", "8", "--discriminator_layers", "3", "--train_batch_size", "4",
+        "--dataloader_num_workers", "0", "--identity_model", "none", "--logger", "none"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def face_folder(tmp_path_factory) -> Path:
+    """24 small pictures with smooth colour blobs and AU labels, laid out as defgan-annotate writes them."""
+    folder = tmp_path_factory.mktemp("faces")
+    (folder / "imgs").mkdir()
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:48, 0:48] / 47.0
+    with open(folder / "aus.csv", "w", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(["file", *(f"{name}_r" for name in AU_NAMES)])
+        for index in range(24):
+            cx, cy, r = rng.uniform(0.3, 0.7, 3)
+            blob = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (0.05 + 0.1 * r))
+            colour = rng.uniform(0, 255, 3)
+            pixels = (blob[..., None] * colour + (1 - blob[..., None]) * rng.uniform(0, 255, 3)).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / "imgs" / f"face_{index:02d}.png")
+            writer.writerow([f"face_{index:02d}.png", *np.round(rng.uniform(0, 5, len(AU_NAMES)), 2)])
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_command(*args: str, processes: int = 1) -> list[str]:
+    if processes == 1:
+        return [sys.executable, str(ROOT / "train_accelerate.py"), *args]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(free_port()), str(ROOT / "train_accelerate.py"), *args]  # fmt: skip
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_two_process_cpu_training_writes_a_loadable_hub_folder(face_folder, tmp_path):
+    out = tmp_path / "run"
+    result = run(train_command("--data_dir", str(face_folder), "--output_dir", str(out), *TINY,
+                               "--max_train_steps", "4", "--critic_steps", "2", "--checkpointing_steps", "2",
+                               "--sample_steps", "2", "--logger", "tensorboard", processes=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = DefGAN.from_pretrained(out / "model")
+    discriminator = Discriminator.from_pretrained(out / "model", subfolder="discriminator")
+    assert not model.texture_only and model.image_size == 32 and discriminator.image_size == 32
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert (out / "samples" / "step-0000002.png").is_file()
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    card = (out / "model" / "README.md").read_text()
+    assert "accelerate launch train_accelerate.py" in card and "--max_train_steps 4" in card
+    assert "generator/cycle" in card and "critic/gradient_penalty" in card
+    # Each process wrote its own RNG state: the run really had two processes.
+    assert {p.name for p in (out / "checkpoint-4").glob("random_states_*.pkl")} == {
+        "random_states_0.pkl", "random_states_1.pkl"}
+
+
+def test_run_killed_after_its_first_checkpoint_resumes_to_the_requested_step(face_folder, tmp_path):
+    out = tmp_path / "run"
+    # Batches of one: 24 steps per epoch, so the kill lands long before the first epoch's model folder.
+    args = ["--data_dir", str(face_folder), "--output_dir", str(out), *TINY, "--train_batch_size", "1",
+            "--max_train_steps", "30", "--critic_steps", "2", "--checkpointing_steps", "3", "--sample_steps", "100"]
+    process = subprocess.Popen(train_command(*args), env=environment(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoint-3").is_dir():
+        assert process.poll() is None, "the run ended before writing its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model").exists(), "killed too late: the run had finished an epoch"
+    result = run(train_command(*args, "--resume_from_checkpoint", "latest"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed from" in result.stderr
+    resumed_at = int(result.stderr.split("at step ")[1].split(".")[0])
+    assert resumed_at >= 3
+    assert (out / "checkpoint-30").is_dir()
+    assert "after 30 steps" in (out / "model" / "README.md").read_text()
+    state = torch.load(out / "checkpoint-30" / "custom_checkpoint_0.pkl", weights_only=False)
+    assert state == {"global_step": 30}
+
+
+def test_texture_only_trains_and_saves_without_a_deformer(face_folder, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    result = run(train_command("--data_dir", str(face_folder), "--output_dir", str(out), *TINY,
+                               "--max_train_steps", "2", "--critic_steps", "1", "--texture_only",
+                               "--logger", "trackio", "--sample_steps", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "trackio" / "defgan.db").is_file()
+    model = DefGAN.from_pretrained(out / "model")
+    assert model.texture_only
+    assert json.loads((out / "model" / "config.json").read_text()) == {"texture_only": True}
+
+
+def test_bf16_autocast_trains_with_the_gradient_penalty_in_fp32(face_folder, tmp_path):
+    out = tmp_path / "run"
+    result = run(train_command("--data_dir", str(face_folder), "--output_dir", str(out), *TINY,
+                               "--max_train_steps", "2", "--critic_steps", "1", "--mixed_precision", "bf16"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert DefGAN.from_pretrained(out / "model").image_size == 32
+
+
+def test_fine_tuning_starts_from_a_published_model(face_folder, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--data_dir", str(face_folder), *TINY, "--max_train_steps", "1", "--critic_steps", "1"]
+    assert run(train_command(*common, "--output_dir", str(first))).returncode == 0
+    result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(first / "model"),
+                               "--learning_rate", "0"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = DefGAN.from_pretrained(first / "model"), DefGAN.from_pretrained(second / "model")
+    for key, value in before.state_dict().items():
+        assert torch.equal(value, after.state_dict()[key]), key  # lr 0: fine-tuning kept the published weights
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(face_folder, tmp_path):
+    out = tmp_path / "run"
+    result = run(train_command("--data_dir", str(face_folder), "--output_dir", str(out), *TINY,
+                               "--max_train_steps", "6", "--critic_steps", "3", "--checkpointing_steps", "1",
+                               "--lambda_cycle", "nan"))
+    assert result.returncode != 0
+    assert "generator/total became non-finite at step 2" in result.stderr
+    assert "Last good checkpoint" in result.stderr and "checkpoint-2" in result.stderr
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_missing_data_dir_fails_fast_with_a_clear_message(tmp_path):
+    result = run(train_command("--data_dir", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "out")))
+    assert result.returncode == 2
+    assert "is not a folder" in result.stderr
+
+
+def test_data_dir_without_labelled_faces_fails_before_training(tmp_path):
+    (tmp_path / "data").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "data" / "unlabelled.png")
+    result = run(train_command("--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"), *TINY))
+    assert result.returncode != 0
+    assert "found 1 image" in result.stderr
+    assert not (tmp_path / "out" / "model").exists()

@@ -1,0 +1,476 @@
+#!/usr/bin/env python
+"""Train DefGAN, or its texture-only ablation (GANimation), with the paper's full objective.
+
+    accelerate launch train_accelerate.py --data_dir DATA --output_dir OUT [--mixed_precision bf16] …
+
+One *step* is one optimisation iteration: the critic is updated on every step, the generators on
+every ``--critic_steps``-th step (the paper: 10). Each step consumes ``--gradient_accumulation_steps``
+batches of ``--train_batch_size`` faces on every process.
+
+The story: arguments → accelerator → data → models → optimisers → (resume) → loop → save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import shlex
+import shutil
+import sys
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from defgan_hf import EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
+from defgan_hf.data import FaceAUDataset, load_image, sample_target_aus
+from defgan_hf.losses import (
+    composition_loss,
+    critic_loss,
+    cycle_loss,
+    expression_loss,
+    generator_critic_loss,
+    gradient_penalty,
+    grid_regularizer,
+    identity_loss,
+    mask_regularizer,
+)
+from defgan_hf.models.hub import push_folder
+from defgan_hf.visualize import sample_grid
+
+logger = logging.getLogger("train_accelerate")
+
+CHECKPOINT_PREFIX = "checkpoint-"
+MODEL_FOLDER = "model"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data_dir", required=True,
+                      help="Face crops with AU labels: aus.csv + imgs/ (defgan-annotate), OpenFace CSVs, or "
+                           "GANimation's aus_openface.pkl + imgs/ (see defgan_hf.data).")
+    data.add_argument("--resolution", type=int, default=128, help="Side of the square crops the networks see.")
+    data.add_argument("--random_flip", action=argparse.BooleanOptionalAction, default=True,
+                      help="Random horizontal flips (the AU vector is symmetric, so labels stay valid).")
+    data.add_argument("--target_noise", type=float, default=0.1,
+                      help="Target AUs are another sample's AUs plus U(-noise, noise), as in GANimation.")
+    data.add_argument("--dataloader_num_workers", type=int, default=2)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", required=True,
+                     help="Checkpoints, samples, logs and the Hub-ready model folder (OUTPUT_DIR/model).")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--train_batch_size", type=int, default=25, help="Faces per process per batch (paper: 25).")
+    run.add_argument("--num_epochs", type=int, default=40, help="Paper: 40.")
+    run.add_argument("--max_train_steps", type=int, default=None, help="If set, overrides --num_epochs.")
+    run.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    run.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
+                     help="Defaults to accelerate's configuration; use 'no' on CPUs without bf16 instructions.")
+    run.add_argument("--checkpointing_steps", type=int, default=500)
+    run.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep only this many checkpoints.")
+    run.add_argument("--resume_from_checkpoint", default=None,
+                     help="A checkpoint folder, or 'latest' for the newest one in OUTPUT_DIR (none yet: start fresh).")
+    run.add_argument("--logger", choices=["tensorboard", "trackio", "none"], default="tensorboard")
+    run.add_argument("--logging_steps", type=int, default=10, help="Log losses every N steps.")
+    run.add_argument("--sample_steps", type=int, default=500, help="Save and log a sample grid every N steps.")
+    run.add_argument("--num_samples", type=int, default=8, help="Faces in each sample grid.")
+    run.add_argument("--push_to_hub", action="store_true")
+    run.add_argument("--hub_model_id", default=None, help="Repo id to push to (default: the output folder's name).")
+    run.add_argument("--hub_token", default=None)
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--pretrained_model", default=None,
+                       help="Fine-tune from a DefGAN repo id or folder (generators and discriminator).")
+    model.add_argument("--texture_only", action="store_true",
+                       help="The GANimation ablation: no deformation generator, everything else equal.")
+    model.add_argument("--identity_model", choices=["sface", "none"], default="sface",
+                       help="Face-embedding network for the identity loss; 'none' disables the term.")
+    model.add_argument("--generator_width", type=int, default=64)
+    model.add_argument("--generator_res_blocks", type=int, default=6)
+    model.add_argument("--discriminator_width", type=int, default=64)
+    model.add_argument("--discriminator_layers", type=int, default=6)
+    model.add_argument("--max_offset", type=float, default=5.0, help="Deformation bound in pixels (paper: 5).")
+
+    optim = parser.add_argument_group("optimisation (paper §4.1)")
+    optim.add_argument("--learning_rate", type=float, default=1e-4)
+    optim.add_argument("--adam_beta1", type=float, default=0.5)
+    optim.add_argument("--adam_beta2", type=float, default=0.999)
+    optim.add_argument("--lr_decay_epochs", type=float, default=20,
+                       help="The learning rate decays linearly to 0 over the last this many epochs.")
+    optim.add_argument("--critic_steps", type=int, default=10, help="Critic updates per generator update.")
+
+    weights = parser.add_argument_group("loss weights (paper appendix D.2; expression weights ÷ 25, see losses.py)")
+    weights.add_argument("--lambda_gp", type=float, default=10.0)
+    weights.add_argument("--lambda_critic", type=float, default=1.0)
+    weights.add_argument("--lambda_expression_deformed", type=float, default=1000.0 / 25)
+    weights.add_argument("--lambda_expression", type=float, default=4000.0 / 25)
+    weights.add_argument("--lambda_expression_real", type=float, default=4000.0 / 25)
+    weights.add_argument("--lambda_cycle", type=float, default=100.0)
+    weights.add_argument("--lambda_identity", type=float, default=1.0)
+    weights.add_argument("--lambda_composition", type=float, default=10.0)
+    weights.add_argument("--lambda_grid_eye", type=float, default=0.1)
+    weights.add_argument("--lambda_grid_tv", type=float, default=1e-5)
+    weights.add_argument("--lambda_mask_eye", type=float, default=0.1)
+    weights.add_argument("--lambda_mask_tv", type=float, default=1e-5)
+
+    args = parser.parse_args(argv)
+    for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "sample_steps",
+                 "critic_steps", "logging_steps", "resolution"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.max_train_steps is None and args.num_epochs < 1:
+        parser.error("give --num_epochs ≥ 1 or --max_train_steps.")
+    if not Path(args.data_dir).is_dir():
+        parser.error(f"--data_dir {args.data_dir} is not a folder; point it at a folder of face crops with AU labels.")
+    return args
+
+
+class TrainingState:
+    """The step counter, saved and restored with every checkpoint."""
+
+    def __init__(self) -> None:
+        self.global_step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"global_step": self.global_step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.global_step = int(state["global_step"])
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: training stops without writing a checkpoint."""
+
+
+def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
+    """New networks at the requested sizes, or the networks of ``--pretrained_model``."""
+    if args.pretrained_model:
+        model = DefGAN.from_pretrained(args.pretrained_model)
+        discriminator = Discriminator.from_pretrained(args.pretrained_model, subfolder="discriminator")
+        if model.image_size != args.resolution or discriminator.image_size != args.resolution:
+            raise SystemExit(f"--pretrained_model works on {model.image_size}px crops; pass --resolution "
+                             f"{model.image_size}.")
+        if args.texture_only and not model.texture_only:
+            warnings.warn("--texture_only: the pretrained deformation generator is dropped.", stacklevel=2)
+            model = DefGAN(model.texturer)
+        return model.train(), discriminator.train()
+    generator_sizes = dict(image_size=args.resolution, width=args.generator_width,
+                           num_res_blocks=args.generator_res_blocks)
+    deformer = None if args.texture_only else DeformationGenerator(**generator_sizes, max_offset=args.max_offset)
+    discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
+                                  num_layers=args.discriminator_layers)
+    return DefGAN(TextureGenerator(**generator_sizes), deformer), discriminator
+
+
+def build_identity_model(name: str, texture_only: bool) -> nn.Module | None:
+    """The frozen face-embedding network ``E`` of the identity loss, or None when the term is off."""
+    if texture_only:
+        return None  # I*_y = I_x: the term is identically zero
+    if name == "none":
+        warnings.warn("--identity_model none: training without the face identity loss (paper Eq. 12).", stacklevel=2)
+        return None
+    from defgan_hf.identity import load_identity_model
+
+    return load_identity_model(name).eval().requires_grad_(False)
+
+
+def learning_rate_factor(step: int, max_train_steps: int, decay_steps: int) -> float:
+    """Constant, then linear decay to 0 over the last ``decay_steps`` steps (paper: the last 20 of 40 epochs)."""
+    if decay_steps <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (max_train_steps - step) / decay_steps))
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints (never the temporary folder of an interrupted save), oldest first."""
+    found = [p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total_limit: int | None) -> Path:
+    """Write ``checkpoint-STEP`` atomically: into a temporary folder, renamed when complete."""
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    partial = output_dir / f".{final.name}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))  # every process writes its own RNG state
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+        if total_limit is not None:
+            for old in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def save_model_folder(model: DefGAN, discriminator: Discriminator, folder: Path, card: dict[str, Any]) -> None:
+    """Write the Hub-ready folder atomically: build it beside the old one, then swap them."""
+    partial, previous = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".previous")
+    for leftover in (partial, previous):
+        shutil.rmtree(leftover, ignore_errors=True)
+    model.save_pretrained(partial, discriminator=discriminator, model_card_kwargs=card)
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(partial, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def model_card(args: argparse.Namespace, dataset: FaceAUDataset, metrics: dict[str, float], step: int) -> dict[str, Any]:
+    """Model-card fields describing this run: data, exact command, flags and final training losses."""
+    flags = json.dumps({k: v for k, v in vars(args).items() if k != "hub_token"}, indent=1, sort_keys=True)
+    losses = "\n".join(f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items()))
+    variant = "texture-only ablation (GANimation)" if args.texture_only else "DefGAN (motion + texture)"
+    return {
+        "model_name": f"{variant}, trained with defgan-hf",
+        "training_data": f"Data: {args.data_dir} — {dataset.summary()}.\n\nTraining flags:\n\n```json\n{flags}\n```",
+        "training_command": "accelerate launch train_accelerate.py " + shlex.join(sys.argv[1:]),
+        "evaluation": (f"No held-out evaluation is run by the training script. Training losses after {step} "
+                       f"steps (mean over the last logging window):\n\n| loss | value |\n|---|---|\n{losses}"),
+    }
+
+
+def main(args: argparse.Namespace) -> None:
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.logger == "none" else args.logger,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # The sampler's shuffle depends on seed and epoch only, so a resumed run sees the same batches.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is noise
+    set_seed(args.seed, device_specific=True)
+
+    # Data: fails here, before any model is built, if the folder holds nothing usable.
+    dataset = FaceAUDataset.from_data_dir(args.data_dir, resolution=args.resolution, flip=args.random_flip)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+                                         num_workers=args.dataloader_num_workers)
+    if len(loader) == 0:
+        raise SystemExit(f"{len(dataset)} usable faces are fewer than one batch of {args.train_batch_size}; "
+                         "lower --train_batch_size or add data.")
+
+    # Models.
+    model, discriminator = build_models(args)
+    identity_model = build_identity_model(args.identity_model, model.texture_only)
+    if identity_model is not None:
+        identity_model.to(accelerator.device)
+
+    # Optimisers: Adam for the critic and, jointly, both generators; a schedule keyed on the step.
+    adam = dict(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
+    generator_optimizer = torch.optim.Adam(model.parameters(), **adam)
+    critic_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
+    model, discriminator, generator_optimizer, critic_optimizer, loader = accelerator.prepare(
+        model, discriminator, generator_optimizer, critic_optimizer, loader
+    )
+    # The critic's autocast is applied per call below, so that the gradient penalty can run in fp32.
+    accelerator.unwrap_model(discriminator, keep_fp32_wrapper=False)
+
+    steps_per_epoch = len(loader) // args.gradient_accumulation_steps
+    if steps_per_epoch == 0:
+        raise SystemExit(f"One epoch has {len(loader)} batches per process, fewer than "
+                         f"--gradient_accumulation_steps {args.gradient_accumulation_steps}.")
+    max_train_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    decay_steps = round(args.lr_decay_epochs * steps_per_epoch)
+    state = TrainingState()
+    # The learning rate is a function of the step counter, which checkpoints restore: no other schedule state.
+    accelerator.register_for_checkpointing(state)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    resume = args.resume_from_checkpoint
+    if resume == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        resume = str(checkpoints[-1]) if checkpoints else None
+        if resume is None:
+            logger.info("No checkpoint in %s yet: starting fresh.", output_dir)
+    if resume:
+        if not Path(resume).is_dir():
+            raise SystemExit(f"--resume_from_checkpoint {resume} is not a checkpoint folder.")
+        accelerator.load_state(resume)
+        logger.info("Resumed from %s at step %d.", resume, state.global_step)
+
+    accelerator.init_trackers("defgan", config={k: v for k, v in vars(args).items()
+                                                if isinstance(v, int | float | str | bool) and k != "hub_token"})
+    # The same faces, unflipped, in every sample grid, each toward a different preset expression.
+    shown = range(min(args.num_samples, len(dataset)))
+    sample_faces = torch.stack([load_image(dataset.image_dir / dataset.files[i], args.resolution) for i in shown])
+    sample_aus = dataset.aus[list(shown)]
+    presets = [vector for name, vector in EXPRESSIONS.items() if name != "neutral"]
+    sample_targets = torch.stack([presets[i % len(presets)] for i in range(len(sample_faces))])
+    unwrapped = accelerator.unwrap_model(model)
+    max_offset = 0.0 if unwrapped.texture_only else unwrapped.deformer.max_offset
+
+    def sync_unless(module: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on every micro-batch but the last of a step."""
+        return contextlib.nullcontext() if last else accelerator.no_sync(module)
+
+    def reduce_and_check(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Average the loss terms over processes; stop everywhere at once if one is NaN or infinite."""
+        values = accelerator.reduce(torch.stack([t.detach().float() for t in terms.values()]), reduction="mean")
+        if not torch.isfinite(values).all():
+            bad = [name for name, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+            kept = list_checkpoints(output_dir)
+            raise NonFiniteLossError(
+                f"{', '.join(bad)} became non-finite at step {state.global_step}; training stopped. "
+                f"Last good checkpoint: {kept[-1] if kept else 'none'}. Resume from it with a lower "
+                "--learning_rate, or train in fp32/bf16 instead of fp16."
+            )
+        return dict(zip(terms, values.tolist()))
+
+    def critic_step(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """L_D = E[D_c(I_y)] − E[D_c(I_x)] + λ_gp GP + λ_exp ‖D_exp(I_x) − x‖²."""
+        critic_optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, float] = defaultdict(float)
+        for index, (real, source_aus, target_aus) in enumerate(batches):
+            with sync_unless(discriminator, index == len(batches) - 1):
+                with torch.no_grad():
+                    fake = model(real, source_aus, target_aus).image
+                with accelerator.autocast():
+                    on_real, on_fake = discriminator(real), discriminator(fake)
+                terms = {
+                    "critic/wasserstein": critic_loss(on_real.critic, on_fake.critic),
+                    "critic/gradient_penalty": gradient_penalty(lambda x: discriminator(x).critic, real, fake),
+                    "critic/expression_real": expression_loss(on_real.aus, source_aus),
+                }
+                loss = (terms["critic/wasserstein"] + args.lambda_gp * terms["critic/gradient_penalty"]
+                        + args.lambda_expression_real * terms["critic/expression_real"])
+                for name, value in reduce_and_check({**terms, "critic/total": loss}).items():
+                    logged[name] += value / len(batches)
+                accelerator.backward(loss / len(batches))
+        critic_optimizer.step()
+        return logged
+
+    def generator_step(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """The generators' total loss: adversarial, expression on I*_y and I_y, cycle, identity, composition, regularisers."""
+        generator_optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, float] = defaultdict(float)
+        for index, (real, source_aus, target_aus) in enumerate(batches):
+            with sync_unless(model, index == len(batches) - 1):
+                edit = model(real, source_aus, target_aus)
+                cycle = model(edit.image, target_aus, source_aus)
+                with accelerator.autocast():
+                    on_edit = discriminator(edit.image)
+                    terms = {
+                        "generator/critic": generator_critic_loss(on_edit.critic),
+                        "generator/expression": expression_loss(on_edit.aus, target_aus),
+                        "generator/cycle": cycle_loss(cycle.image, real),
+                        "generator/mask_regularizer": mask_regularizer(edit.mask, args.lambda_mask_eye,
+                                                                       args.lambda_mask_tv),
+                    }
+                    loss = (args.lambda_critic * terms["generator/critic"]
+                            + args.lambda_expression * terms["generator/expression"]
+                            + args.lambda_cycle * terms["generator/cycle"]
+                            + terms["generator/mask_regularizer"])
+                    if not unwrapped.texture_only:
+                        terms["generator/expression_deformed"] = expression_loss(discriminator(edit.deformed).aus,
+                                                                                 target_aus)
+                        terms["generator/composition"] = composition_loss(edit.grid, cycle.grid)
+                        terms["generator/grid_regularizer"] = grid_regularizer(edit.grid, args.lambda_grid_eye,
+                                                                               args.lambda_grid_tv)
+                        loss = (loss + args.lambda_expression_deformed * terms["generator/expression_deformed"]
+                                + args.lambda_composition * terms["generator/composition"]
+                                + terms["generator/grid_regularizer"])
+                    if identity_model is not None:
+                        terms["generator/identity"] = identity_loss(identity_model(edit.deformed),
+                                                                    identity_model(real))
+                        loss = loss + args.lambda_identity * terms["generator/identity"]
+                for name, value in reduce_and_check({**terms, "generator/total": loss}).items():
+                    logged[name] += value / len(batches)
+                accelerator.backward(loss / len(batches))
+        generator_optimizer.step()
+        return logged
+
+    def save_samples(step: int) -> None:
+        with torch.no_grad(), accelerator.autocast():
+            faces = sample_faces.to(accelerator.device)
+            edit = unwrapped(faces, sample_aus.to(faces.device), sample_targets.to(faces.device))
+        picture = sample_grid(faces, edit, sample_targets, max_offset)
+        (output_dir / "samples").mkdir(exist_ok=True)
+        picture.save(output_dir / "samples" / f"step-{step:07d}.png")
+        if args.logger == "tensorboard":
+            accelerator.get_tracker("tensorboard").writer.add_image("samples", np.asarray(picture), step,
+                                                                    dataformats="HWC")
+        elif args.logger == "trackio":
+            import trackio
+
+            accelerator.log({"samples": trackio.Image(picture)}, step=step)
+
+    def write_model(step: int, metrics: dict[str, float]) -> None:
+        if accelerator.is_main_process:
+            save_model_folder(unwrapped, accelerator.unwrap_model(discriminator), output_dir / MODEL_FOLDER,
+                              model_card(args, dataset, metrics, step))
+
+    # The loop.
+    first_epoch = state.global_step // steps_per_epoch
+    batches_to_skip = (state.global_step % steps_per_epoch) * args.gradient_accumulation_steps
+    progress = tqdm(total=max_train_steps, initial=state.global_step, desc="steps",
+                    disable=not accelerator.is_local_main_process)
+    window: dict[str, list[float]] = defaultdict(list)
+    metrics: dict[str, float] = {}
+    for epoch in range(first_epoch, num_epochs):
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        epoch_loader = accelerator.skip_first_batches(loader, batches_to_skip) if batches_to_skip else loader
+        batches_to_skip = 0
+        pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for real, source_aus in epoch_loader:
+            pending.append((real, source_aus, sample_target_aus(source_aus, noise=args.target_noise)))
+            if len(pending) < args.gradient_accumulation_steps:
+                continue
+            learning_rate = args.learning_rate * learning_rate_factor(state.global_step, max_train_steps, decay_steps)
+            for optimizer in (critic_optimizer, generator_optimizer):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate
+            step_losses = critic_step(pending)
+            if (state.global_step + 1) % args.critic_steps == 0:
+                step_losses.update(generator_step(pending))
+            pending = []
+            state.global_step += 1
+            progress.update(1)
+            for name, value in step_losses.items():
+                window[name].append(value)
+            if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
+                metrics = {name: sum(values) / len(values) for name, values in window.items()}
+                metrics["lr"] = learning_rate
+                accelerator.log(metrics, step=state.global_step)
+                progress.set_postfix(d=metrics.get("critic/total"), g=metrics.get("generator/total"))
+                window.clear()
+            if state.global_step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, output_dir, state.global_step, args.checkpoints_total_limit)
+            if state.global_step % args.sample_steps == 0 and accelerator.is_main_process:
+                save_samples(state.global_step)
+            if state.global_step >= max_train_steps:
+                break
+        write_model(state.global_step, metrics)
+        if state.global_step >= max_train_steps:
+            break
+    progress.close()
+
+    if dataset.num_skipped:
+        logger.warning("Unreadable images skipped on this process: %s", ", ".join(dataset.skipped_files))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and args.push_to_hub:
+        url = push_folder(output_dir / MODEL_FOLDER, args.hub_model_id or output_dir.name, token=args.hub_token,
+                          commit_message=f"defgan-hf training, step {state.global_step}")
+        logger.info("Pushed to %s", url)
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(parse_args())
