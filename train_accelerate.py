@@ -23,6 +23,7 @@ import shutil
 import sys
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ from defgan_hf.models.hub import push_folder
 from defgan_hf.visualize import sample_grid
 
 logger = logging.getLogger("train_accelerate")
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""One micro-batch: faces ``(N, 3, S, S)`` in [-1, 1], their AUs ``x`` and target AUs ``y``, ``(N, 17)`` in [0, 1]."""
 
 CHECKPOINT_PREFIX = "checkpoint-"
 MODEL_FOLDER = "model"
@@ -244,6 +248,135 @@ def model_card(args: argparse.Namespace, dataset: FaceAUDataset, metrics: dict[s
     }
 
 
+@dataclass
+class Trainer:
+    """The prepared networks and optimisers, and the two kinds of optimisation step of the paper."""
+
+    args: argparse.Namespace
+    accelerator: Accelerator
+    model: DefGAN  # prepared (possibly wrapped for DDP)
+    discriminator: Discriminator  # prepared
+    generator_optimizer: torch.optim.Optimizer
+    critic_optimizer: torch.optim.Optimizer
+    identity_model: nn.Module | None
+    state: TrainingState
+    checkpoint_dir: Path
+
+    @classmethod
+    def create(cls, args: argparse.Namespace, accelerator: Accelerator) -> Trainer:
+        """Build (or load) the networks, their Adam optimisers, and prepare them for ``accelerator``."""
+        model, discriminator = build_models(args)
+        identity_model = build_identity_model(args.identity_model, model.texture_only)
+        if identity_model is not None:
+            identity_model.to(accelerator.device)
+        adam = dict(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
+        # Both generators are optimised jointly (paper §4.1).
+        generator_optimizer = torch.optim.Adam(model.parameters(), **adam)
+        critic_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
+        model, discriminator, generator_optimizer, critic_optimizer = accelerator.prepare(
+            model, discriminator, generator_optimizer, critic_optimizer
+        )
+        # The critic's autocast is applied per call instead, so that the gradient penalty can run in fp32.
+        accelerator.unwrap_model(discriminator, keep_fp32_wrapper=False)
+        state = TrainingState()
+        accelerator.register_for_checkpointing(state)
+        return cls(args, accelerator, model, discriminator, generator_optimizer, critic_optimizer, identity_model,
+                   state, Path(args.output_dir))
+
+    @property
+    def unwrapped_model(self) -> DefGAN:
+        return self.accelerator.unwrap_model(self.model)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        for optimizer in (self.critic_optimizer, self.generator_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
+
+    def _sync_unless(self, module: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on every micro-batch but the last of a step."""
+        return contextlib.nullcontext() if last else self.accelerator.no_sync(module)
+
+    def _reduce_and_check(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Average the loss terms over processes; stop everywhere at once if one is NaN or infinite."""
+        values = self.accelerator.reduce(torch.stack([t.detach().float() for t in terms.values()]), reduction="mean")
+        if not torch.isfinite(values).all():
+            bad = [name for name, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+            kept = list_checkpoints(self.checkpoint_dir)
+            raise NonFiniteLossError(
+                f"{', '.join(bad)} became non-finite at step {self.state.global_step}; training stopped. "
+                f"Last good checkpoint: {kept[-1] if kept else 'none'}. Resume from it with a lower "
+                "--learning_rate, or train in fp32/bf16 instead of fp16."
+            )
+        return dict(zip(terms, values.tolist()))
+
+    def critic_step(self, batches: list[Batch]) -> dict[str, float]:
+        """One critic update, L_D = E[D_c(I_y)] − E[D_c(I_x)] + λ_gp GP + λ_exp ‖D_exp(I_x) − x‖², over micro-batches."""
+        args, accelerator, model, discriminator = self.args, self.accelerator, self.model, self.discriminator
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, float] = defaultdict(float)
+        for index, (real, source_aus, target_aus) in enumerate(batches):
+            with self._sync_unless(discriminator, index == len(batches) - 1):
+                with torch.no_grad():
+                    fake = model(real, source_aus, target_aus).image
+                with accelerator.autocast():
+                    on_real, on_fake = discriminator(real), discriminator(fake)
+                terms = {
+                    "critic/wasserstein": critic_loss(on_real.critic, on_fake.critic),
+                    "critic/gradient_penalty": gradient_penalty(lambda x: discriminator(x).critic, real, fake),
+                    "critic/expression_real": expression_loss(on_real.aus, source_aus),
+                }
+                loss = (terms["critic/wasserstein"] + args.lambda_gp * terms["critic/gradient_penalty"]
+                        + args.lambda_expression_real * terms["critic/expression_real"])
+                for name, value in self._reduce_and_check({**terms, "critic/total": loss}).items():
+                    logged[name] += value / len(batches)
+                accelerator.backward(loss / len(batches))
+        self.critic_optimizer.step()
+        return logged
+
+    def generator_step(self, batches: list[Batch]) -> dict[str, float]:
+        """One joint update of both generators: adversarial, expression on I*_y and I_y, cycle, identity,
+        grid composition and the two regularisers, over micro-batches."""
+        args, accelerator, model, discriminator = self.args, self.accelerator, self.model, self.discriminator
+        texture_only = self.unwrapped_model.texture_only
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, float] = defaultdict(float)
+        for index, (real, source_aus, target_aus) in enumerate(batches):
+            with self._sync_unless(model, index == len(batches) - 1):
+                edit = model(real, source_aus, target_aus)
+                cycle = model(edit.image, target_aus, source_aus)
+                with accelerator.autocast():
+                    on_edit = discriminator(edit.image)
+                    terms = {
+                        "generator/critic": generator_critic_loss(on_edit.critic),
+                        "generator/expression": expression_loss(on_edit.aus, target_aus),
+                        "generator/cycle": cycle_loss(cycle.image, real),
+                        "generator/mask_regularizer": mask_regularizer(edit.mask, args.lambda_mask_eye,
+                                                                       args.lambda_mask_tv),
+                    }
+                    loss = (args.lambda_critic * terms["generator/critic"]
+                            + args.lambda_expression * terms["generator/expression"]
+                            + args.lambda_cycle * terms["generator/cycle"]
+                            + terms["generator/mask_regularizer"])
+                    if not texture_only:
+                        terms["generator/expression_deformed"] = expression_loss(discriminator(edit.deformed).aus,
+                                                                                 target_aus)
+                        terms["generator/composition"] = composition_loss(edit.grid, cycle.grid)
+                        terms["generator/grid_regularizer"] = grid_regularizer(edit.grid, args.lambda_grid_eye,
+                                                                               args.lambda_grid_tv)
+                        loss = (loss + args.lambda_expression_deformed * terms["generator/expression_deformed"]
+                                + args.lambda_composition * terms["generator/composition"]
+                                + terms["generator/grid_regularizer"])
+                    if self.identity_model is not None:
+                        terms["generator/identity"] = identity_loss(self.identity_model(edit.deformed),
+                                                                    self.identity_model(real))
+                        loss = loss + args.lambda_identity * terms["generator/identity"]
+                for name, value in self._reduce_and_check({**terms, "generator/total": loss}).items():
+                    logged[name] += value / len(batches)
+                accelerator.backward(loss / len(batches))
+        self.generator_optimizer.step()
+        return logged
+
+
 def main(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
@@ -265,21 +398,10 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit(f"{len(dataset)} usable faces are fewer than one batch of {args.train_batch_size}; "
                          "lower --train_batch_size or add data.")
 
-    # Models.
-    model, discriminator = build_models(args)
-    identity_model = build_identity_model(args.identity_model, model.texture_only)
-    if identity_model is not None:
-        identity_model.to(accelerator.device)
-
-    # Optimisers: Adam for the critic and, jointly, both generators; a schedule keyed on the step.
-    adam = dict(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
-    generator_optimizer = torch.optim.Adam(model.parameters(), **adam)
-    critic_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
-    model, discriminator, generator_optimizer, critic_optimizer, loader = accelerator.prepare(
-        model, discriminator, generator_optimizer, critic_optimizer, loader
-    )
-    # The critic's autocast is applied per call below, so that the gradient penalty can run in fp32.
-    accelerator.unwrap_model(discriminator, keep_fp32_wrapper=False)
+    # Models and optimisers.
+    trainer = Trainer.create(args, accelerator)
+    state = trainer.state
+    loader = accelerator.prepare(loader)
 
     steps_per_epoch = len(loader) // args.gradient_accumulation_steps
     if steps_per_epoch == 0:
@@ -288,10 +410,6 @@ def main(args: argparse.Namespace) -> None:
     max_train_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     decay_steps = round(args.lr_decay_epochs * steps_per_epoch)
-    state = TrainingState()
-    # The learning rate is a function of the step counter, which checkpoints restore: no other schedule state.
-    accelerator.register_for_checkpointing(state)
-
     output_dir.mkdir(parents=True, exist_ok=True)
     resume = args.resume_from_checkpoint
     if resume == "latest":
@@ -313,88 +431,8 @@ def main(args: argparse.Namespace) -> None:
     sample_aus = dataset.aus[list(shown)]
     presets = [vector for name, vector in EXPRESSIONS.items() if name != "neutral"]
     sample_targets = torch.stack([presets[i % len(presets)] for i in range(len(sample_faces))])
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = trainer.unwrapped_model
     max_offset = 0.0 if unwrapped.texture_only else unwrapped.deformer.max_offset
-
-    def sync_unless(module: nn.Module, last: bool) -> contextlib.AbstractContextManager:
-        """Skip the gradient all-reduce on every micro-batch but the last of a step."""
-        return contextlib.nullcontext() if last else accelerator.no_sync(module)
-
-    def reduce_and_check(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Average the loss terms over processes; stop everywhere at once if one is NaN or infinite."""
-        values = accelerator.reduce(torch.stack([t.detach().float() for t in terms.values()]), reduction="mean")
-        if not torch.isfinite(values).all():
-            bad = [name for name, v in zip(terms, values.tolist()) if not math.isfinite(v)]
-            kept = list_checkpoints(output_dir)
-            raise NonFiniteLossError(
-                f"{', '.join(bad)} became non-finite at step {state.global_step}; training stopped. "
-                f"Last good checkpoint: {kept[-1] if kept else 'none'}. Resume from it with a lower "
-                "--learning_rate, or train in fp32/bf16 instead of fp16."
-            )
-        return dict(zip(terms, values.tolist()))
-
-    def critic_step(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """L_D = E[D_c(I_y)] − E[D_c(I_x)] + λ_gp GP + λ_exp ‖D_exp(I_x) − x‖²."""
-        critic_optimizer.zero_grad(set_to_none=True)
-        logged: dict[str, float] = defaultdict(float)
-        for index, (real, source_aus, target_aus) in enumerate(batches):
-            with sync_unless(discriminator, index == len(batches) - 1):
-                with torch.no_grad():
-                    fake = model(real, source_aus, target_aus).image
-                with accelerator.autocast():
-                    on_real, on_fake = discriminator(real), discriminator(fake)
-                terms = {
-                    "critic/wasserstein": critic_loss(on_real.critic, on_fake.critic),
-                    "critic/gradient_penalty": gradient_penalty(lambda x: discriminator(x).critic, real, fake),
-                    "critic/expression_real": expression_loss(on_real.aus, source_aus),
-                }
-                loss = (terms["critic/wasserstein"] + args.lambda_gp * terms["critic/gradient_penalty"]
-                        + args.lambda_expression_real * terms["critic/expression_real"])
-                for name, value in reduce_and_check({**terms, "critic/total": loss}).items():
-                    logged[name] += value / len(batches)
-                accelerator.backward(loss / len(batches))
-        critic_optimizer.step()
-        return logged
-
-    def generator_step(batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """The generators' total loss: adversarial, expression on I*_y and I_y, cycle, identity, composition, regularisers."""
-        generator_optimizer.zero_grad(set_to_none=True)
-        logged: dict[str, float] = defaultdict(float)
-        for index, (real, source_aus, target_aus) in enumerate(batches):
-            with sync_unless(model, index == len(batches) - 1):
-                edit = model(real, source_aus, target_aus)
-                cycle = model(edit.image, target_aus, source_aus)
-                with accelerator.autocast():
-                    on_edit = discriminator(edit.image)
-                    terms = {
-                        "generator/critic": generator_critic_loss(on_edit.critic),
-                        "generator/expression": expression_loss(on_edit.aus, target_aus),
-                        "generator/cycle": cycle_loss(cycle.image, real),
-                        "generator/mask_regularizer": mask_regularizer(edit.mask, args.lambda_mask_eye,
-                                                                       args.lambda_mask_tv),
-                    }
-                    loss = (args.lambda_critic * terms["generator/critic"]
-                            + args.lambda_expression * terms["generator/expression"]
-                            + args.lambda_cycle * terms["generator/cycle"]
-                            + terms["generator/mask_regularizer"])
-                    if not unwrapped.texture_only:
-                        terms["generator/expression_deformed"] = expression_loss(discriminator(edit.deformed).aus,
-                                                                                 target_aus)
-                        terms["generator/composition"] = composition_loss(edit.grid, cycle.grid)
-                        terms["generator/grid_regularizer"] = grid_regularizer(edit.grid, args.lambda_grid_eye,
-                                                                               args.lambda_grid_tv)
-                        loss = (loss + args.lambda_expression_deformed * terms["generator/expression_deformed"]
-                                + args.lambda_composition * terms["generator/composition"]
-                                + terms["generator/grid_regularizer"])
-                    if identity_model is not None:
-                        terms["generator/identity"] = identity_loss(identity_model(edit.deformed),
-                                                                    identity_model(real))
-                        loss = loss + args.lambda_identity * terms["generator/identity"]
-                for name, value in reduce_and_check({**terms, "generator/total": loss}).items():
-                    logged[name] += value / len(batches)
-                accelerator.backward(loss / len(batches))
-        generator_optimizer.step()
-        return logged
 
     def save_samples(step: int) -> None:
         with torch.no_grad(), accelerator.autocast():
@@ -413,7 +451,7 @@ def main(args: argparse.Namespace) -> None:
 
     def write_model(step: int, metrics: dict[str, float]) -> None:
         if accelerator.is_main_process:
-            save_model_folder(unwrapped, accelerator.unwrap_model(discriminator), output_dir / MODEL_FOLDER,
+            save_model_folder(unwrapped, accelerator.unwrap_model(trainer.discriminator), output_dir / MODEL_FOLDER,
                               model_card(args, dataset, metrics, step))
 
     # The loop.
@@ -428,18 +466,17 @@ def main(args: argparse.Namespace) -> None:
             loader.set_epoch(epoch)
         epoch_loader = accelerator.skip_first_batches(loader, batches_to_skip) if batches_to_skip else loader
         batches_to_skip = 0
-        pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        pending: list[Batch] = []
         for real, source_aus in epoch_loader:
             pending.append((real, source_aus, sample_target_aus(source_aus, noise=args.target_noise)))
             if len(pending) < args.gradient_accumulation_steps:
                 continue
+            # The learning rate is a function of the step counter, which checkpoints restore.
             learning_rate = args.learning_rate * learning_rate_factor(state.global_step, max_train_steps, decay_steps)
-            for optimizer in (critic_optimizer, generator_optimizer):
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate
-            step_losses = critic_step(pending)
+            trainer.set_learning_rate(learning_rate)
+            step_losses = trainer.critic_step(pending)
             if (state.global_step + 1) % args.critic_steps == 0:
-                step_losses.update(generator_step(pending))
+                step_losses.update(trainer.generator_step(pending))
             pending = []
             state.global_step += 1
             progress.update(1)
