@@ -52,8 +52,9 @@ def free_port() -> int:
 def train_command(*args: str, processes: int = 1) -> list[str]:
     if processes == 1:
         return [sys.executable, str(ROOT / "train_accelerate.py"), *args]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    # The shipped two-CPU-process configuration, on a free port.
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(ROOT / "configs" / "accelerate" / "cpu.yaml"), "--num_processes", str(processes),
             "--main_process_port", str(free_port()), str(ROOT / "train_accelerate.py"), *args]  # fmt: skip
 
 
@@ -153,6 +154,17 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(face_
     assert "generator/total became non-finite at step 2" in result.stderr
     assert "Last good checkpoint" in result.stderr and "checkpoint-2" in result.stderr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    sys.path.insert(0, str(ROOT))
+    from train_accelerate import learning_rate_factor
+
+    factors = [learning_rate_factor(step, max_train_steps=40, decay_steps=20) for step in range(41)]
+    assert factors[:21] == [1.0] * 21
+    assert factors[30] == pytest.approx(0.5)
+    assert factors[40] == 0.0
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
 
 
 def test_missing_data_dir_fails_fast_with_a_clear_message(tmp_path):
