@@ -22,12 +22,12 @@ OpenFace; they are not a FACS coder's judgement.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import multiprocessing
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,31 +266,37 @@ def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every
         failed_writer.writerow(["file", "reason"])
         for key, reason in failed.items():
             failed_writer.writerow([key, reason])
-        with _job_mapper(workers) as map_jobs:
-            for outcome in tqdm(map_jobs(_annotate_file, jobs), total=len(jobs), unit="file", desc="annotating",
-                                disable=not progress):  # fmt: skip
-                if outcome.failure is not None:
-                    failed[outcome.key] = outcome.failure
-                    failed_writer.writerow([outcome.key, outcome.failure])
-                    failed_file.flush()
-                    continue
-                for crop, aus in outcome.rows:
-                    table_writer.writerow([crop, *(f"{value * AU_SCALE:.3f}" for value in aus), outcome.key])
-                table_file.flush()
-                annotated += 1
-                crops += len(outcome.rows)
+        outcomes = tqdm(_outcomes(jobs, workers), total=len(jobs), unit="file", desc="annotating", disable=not progress)
+        for outcome in outcomes:
+            if outcome.failure is not None:
+                failed[outcome.key] = outcome.failure
+                failed_writer.writerow([outcome.key, outcome.failure])
+                failed_file.flush()
+                continue
+            for crop, aus in outcome.rows:
+                table_writer.writerow([crop, *(f"{value * AU_SCALE:.3f}" for value in aus), outcome.key])
+            table_file.flush()
+            annotated += 1
+            crops += len(outcome.rows)
     return AnnotationReport(annotated=annotated, crops=crops, failed=failed, skipped=len(done))
 
 
-@contextlib.contextmanager
-def _job_mapper(workers: int) -> Iterator[Callable[..., Iterator[_Outcome]]]:
-    """The built-in ``map`` for one worker, else a process pool's (results in order either way)."""
+def _outcomes(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
+    """Each job's outcome, in order: in this process for one worker, else in a pool of processes."""
     if workers == 1:
-        yield map
+        yield from map(_annotate_file, jobs)
         return
     # Spawned, not forked, workers: MediaPipe's threads do not survive a fork.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool.map
+        finished = 0
+        try:
+            for outcome in pool.map(_annotate_file, jobs):
+                finished += 1
+                yield outcome
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory) and the pool's pending work with it: report, go on.
+            for job in jobs[finished:]:
+                yield _Outcome(job.key, failure="a worker process died while this file was pending; run again to retry")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 
 import cv2
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from defgan_hf import AU_NAMES
+from defgan_hf import annotate as annotate_module
 from defgan_hf.annotate import annotate, main
 from defgan_hf.data import read_au_labels
 
@@ -135,3 +137,30 @@ def test_usage_errors_stop_before_any_work(tmp_path, capsys):
     (tmp_path / "out" / "aus.csv").write_text("name,happiness\na.jpg,1\n")
     with pytest.raises(ValueError, match="another --out"):
         annotate(tmp_path, tmp_path / "out", progress=False)
+
+
+def test_a_dying_worker_fails_its_pending_files_not_the_run(tmp_path, sample_media, monkeypatch):
+    class PoolWhoseWorkerDies:
+        """Stands in for the process pool: one file is done, then a worker dies (as when killed for memory)."""
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return None
+
+        def map(self, function, jobs):
+            yield function(jobs[0])
+            raise BrokenProcessPool("a worker was killed")
+
+    monkeypatch.setattr(annotate_module, "ProcessPoolExecutor", PoolWhoseWorkerDies)
+    images = tmp_path / "photos"
+    images.mkdir()
+    for name in ("single_face.jpg", "0-f15-hao-ph.jpg", "0-f1-su-ph.jpg"):
+        shutil.copyfile(sample_media(name), images / name)
+    report = annotate(images, tmp_path / "out", workers=2, progress=False)
+    assert report.annotated == 1
+    assert len(report.failed) == 2 and all("worker process died" in reason for reason in report.failed.values())
