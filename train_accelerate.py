@@ -35,7 +35,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from defgan_hf import EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
-from defgan_hf.data import FaceAUDataset, load_image, sample_target_aus
+from defgan_hf.data import FaceAUDataset, sample_target_aus
+from defgan_hf.images import read_face_crop
 from defgan_hf.losses import (
     composition_loss,
     critic_loss,
@@ -427,7 +428,7 @@ def main(args: argparse.Namespace) -> None:
                                                 if isinstance(v, int | float | str | bool) and k != "hub_token"})
     # The same faces, unflipped, in every sample grid, each toward a different preset expression.
     shown = range(min(args.num_samples, len(dataset)))
-    sample_faces = torch.stack([load_image(dataset.image_dir / dataset.files[i], args.resolution) for i in shown])
+    sample_faces = torch.stack([read_face_crop(dataset.image_dir / dataset.files[i], args.resolution) for i in shown])
     sample_aus = dataset.aus[list(shown)]
     presets = [vector for name, vector in EXPRESSIONS.items() if name != "neutral"]
     sample_targets = torch.stack([presets[i % len(presets)] for i in range(len(sample_faces))])

@@ -48,10 +48,11 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
 from .aus import AU_NAMES, NUM_AUS
+from .images import read_face_crop
 
 logger = logging.getLogger(__name__)
 
@@ -391,38 +392,6 @@ def _list_images(image_dir: Path) -> list[str]:
 # Images and the dataset
 
 
-def load_image(path: str | Path, resolution: int) -> torch.Tensor:
-    """Read an image file as the networks take it.
-
-    EXIF orientation is applied; any mode (palette, grey, 16-bit, CMYK) becomes RGB, transparency is
-    composited over white; a non-square image is centre-cropped to a square (so faces are not squashed),
-    then resized with Lanczos filtering (antialiased).
-
-    Returns:
-        ``(3, resolution, resolution)`` float32 RGB in ``[-1, 1]``.
-
-    Raises:
-        OSError, ValueError, …: Pillow's errors on an unreadable file.
-    """
-    with Image.open(path) as image:
-        image = _to_rgb(ImageOps.exif_transpose(image))
-    image = ImageOps.fit(image, (resolution, resolution), method=Image.Resampling.LANCZOS)
-    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode.startswith("I") or image.mode == "F":
-        # Pillow's own conversion clips 16-bit values at 255 instead of rescaling them.
-        array = np.asarray(image, dtype=np.float32)
-        full_scale = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array * (255.0 / full_scale) + 0.5, 0, 255).astype(np.uint8))
-    if image.mode in ("RGBA", "RGBa", "LA", "PA", "P"):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return image.convert("RGB")
-
-
 class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Face images with their AU labels: items ``(image, aus)`` for training DefGAN.
 
@@ -543,7 +512,7 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             if self._failed[position]:
                 continue
             try:
-                image = load_image(self.image_dir / self.files[position], self.resolution)
+                image = read_face_crop(self.image_dir / self.files[position], self.resolution)
             except _IMAGE_ERRORS as error:
                 self._failed[position] = True
                 last_error = error

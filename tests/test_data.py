@@ -16,11 +16,11 @@ from defgan_hf.data import (
     EmptyDatasetError,
     FaceAUDataset,
     find_data_layout,
-    load_image,
     read_au_labels,
     read_split_ids,
     sample_target_aus,
 )
+from defgan_hf.images import read_face_crop
 
 AU_COLUMNS = [f"{au}_r" for au in AU_NAMES]
 
@@ -194,20 +194,20 @@ def test_pickle_with_wrong_number_of_aus_is_an_error(tmp_path: Path) -> None:
     ],
     ids=["rgba", "grey", "cmyk", "grey16", "palette"],
 )
-def test_load_image_converts_any_mode_to_rgb_in_range(
+def test_read_face_crop_converts_any_mode_to_rgb_in_range(
     tmp_path: Path, image: Image.Image, suffix: str, expected_rgb: tuple[int, int, int]
 ) -> None:
     path = tmp_path / f"face{suffix}"
     image.save(path)
 
-    loaded = load_image(path, resolution=4)
+    loaded = read_face_crop(path, resolution=4)
 
     assert loaded.shape == (3, 4, 4) and loaded.dtype == torch.float32
     expected = torch.tensor(expected_rgb, dtype=torch.float32) / 127.5 - 1.0
     torch.testing.assert_close(loaded, expected[:, None, None].expand(3, 4, 4), atol=2 / 127.5, rtol=0)
 
 
-def test_load_image_applies_exif_orientation_then_crops_the_centre(tmp_path: Path) -> None:
+def test_read_face_crop_applies_exif_orientation_then_crops_the_centre(tmp_path: Path) -> None:
     # Stored 40 wide × 20 high: red left half, blue right half. EXIF orientation 6 means "rotate 90° clockwise
     # to display", which puts red on top; the centre square of the upright 20 × 40 image is red above blue.
     stored = Image.new("RGB", (40, 20), (255, 0, 0))
@@ -216,7 +216,7 @@ def test_load_image_applies_exif_orientation_then_crops_the_centre(tmp_path: Pat
     exif[0x0112] = 6
     stored.save(tmp_path / "rotated.png", exif=exif)
 
-    image = load_image(tmp_path / "rotated.png", resolution=8)
+    image = read_face_crop(tmp_path / "rotated.png", resolution=8)
 
     red, blue = torch.tensor([1.0, -1.0, -1.0]), torch.tensor([-1.0, -1.0, 1.0])
     torch.testing.assert_close(image[:, 0, :], red[:, None].expand(3, 8), atol=1e-3, rtol=0)
