@@ -24,8 +24,24 @@ from .models import (
 
 __version__ = "0.1.0"
 
+# The pipeline brings the face toolkit (MediaPipe, OpenCV): imported on first use, so that training
+# code and its data workers, which never need it, start without it.
+_LAZY = {"DefGANPipeline": "pipeline", "DefGANPipelineOutput": "pipeline", "DEFAULT_MODEL": "pipeline"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AU_FACS_NAMES",
+    "DEFAULT_MODEL",
+    "DefGANPipeline",
+    "DefGANPipelineOutput",
     "AU_NAMES",
     "DISCRIMINATOR_FOLDER",
     "EXPRESSIONS",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .warp import grid_offsets_px
+from .warp import grid_offsets_px, warp
 
 if TYPE_CHECKING:
     from .models import DefGANOutput
@@ -97,3 +97,41 @@ def sample_grid(image: torch.Tensor, edit: DefGANOutput, target_aus: torch.Tenso
     ]
     rows = torch.stack(panels, dim=1).flatten(0, 1)  # (N · 6, 3, S, S), row-major
     return to_pil(rows, columns=len(panels))
+
+
+def deformation_lines(image: torch.Tensor, grid: torch.Tensor, spacing: int = 8) -> torch.Tensor:
+    """Draw a deformation as a lattice of lines carried along by the warp, over the (dimmed) image.
+
+    The straight lattice is warped with the grid exactly as the face is, so bent lines show where and
+    how far the face moves.
+
+    Args:
+        image: ``(N, 3, S, S)`` in ``[-1, 1]``, the face the grid deforms.
+        grid: ``(N, S, S, 2)``.
+        spacing: pixels between lattice lines.
+
+    Returns:
+        ``(N, 3, S, S)`` in ``[-1, 1]``: yellow lines on the face at half brightness.
+    """
+    size = image.shape[-1]
+    on_line = (torch.arange(size, device=image.device) % spacing) == spacing // 2
+    lattice = (on_line[None, :] | on_line[:, None]).to(image.dtype)[None, None].expand(image.shape[0], 1, -1, -1)
+    lines = warp(lattice, grid.to(image.dtype))
+    yellow = torch.tensor([1.0, 0.9, 0.1], device=image.device, dtype=image.dtype)[None, :, None, None]
+    dimmed = (image.detach().float() + 1) / 4  # [0, 0.5]: lines stand out on any face
+    return (dimmed * (1 - lines) + yellow * lines) * 2 - 1
+
+
+def difference_heatmap(before: torch.Tensor, after: torch.Tensor, full_scale: float = 0.5) -> torch.Tensor:
+    """Where and how much an edit changed the image, black (no change) → red → yellow → white.
+
+    Args:
+        before, after: ``(N, 3, H, W)`` in ``[-1, 1]``.
+        full_scale: mean absolute channel difference (in ``[-1, 1]`` units) shown as white.
+
+    Returns:
+        ``(N, 3, H, W)`` in ``[-1, 1]``.
+    """
+    heat = ((after.detach().float() - before.detach().float()).abs().mean(dim=1, keepdim=True) / full_scale).clamp(0, 1)
+    rgb = torch.cat(((heat * 3).clamp(0, 1), (heat * 3 - 1).clamp(0, 1), (heat * 3 - 2).clamp(0, 1)), dim=1)
+    return rgb * 2 - 1

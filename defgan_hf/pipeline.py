@@ -1,0 +1,233 @@
+"""DefGANPipeline: edit the expression of a face in a whole photo.
+
+photo → detect the face (MediaPipe) → aligned crop at the model's resolution → source AUs → target
+AUs (a preset expression and intensity, and/or named AUs) → DefGAN → paste the edited crop back, so
+that only the face region of the photo changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .annotate import estimate_aus
+from .aus import AU_NAMES, NUM_AUS, au_vector, canonical_au_name, interpolate_expression
+from .face import AlignedFace, align_face, detect_face, paste_back
+from .images import image_to_tensor, load_image, tensor_to_image
+from .models import DISCRIMINATOR_FOLDER, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
+from .visualize import deformation_lines, difference_heatmap, mask_to_image
+
+PhotoInput = str | Path | Image.Image | np.ndarray
+
+DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "default_model"
+"""The model embedded in the package, which the app runs when no other is named (a DefGAN repo folder)."""
+AUSource = Literal["landmarks", "discriminator"]
+
+
+@dataclass
+class DefGANPipelineOutput:
+    """One edited face, with the views that explain the edit.
+
+    Attributes:
+        image: the whole photo with only the face's expression changed (same size as the input).
+        crop: the aligned face crop the model saw (``S × S``).
+        deformed: the motion-only edit of the crop, ``I*_y``.
+        edited_crop: the final edit of the crop, ``I_y``.
+        mask: the attention mask ``M`` as a grey image (white: new texture).
+        deformation: the deformation grid drawn as a warped lattice over the crop.
+        difference: heat map of ``|I_y − I_x|`` on the crop.
+        source_aus: ``(17,)`` in ``[0, 1]``, the estimated expression of the input.
+        target_aus: ``(17,)`` in ``[0, 1]``, the expression asked for.
+        grid: ``(1, S, S, 2)`` the deformation grid.
+        aligned: the crop's alignment in the photo.
+    """
+
+    image: Image.Image
+    crop: Image.Image
+    deformed: Image.Image
+    edited_crop: Image.Image
+    mask: Image.Image
+    deformation: Image.Image
+    difference: Image.Image
+    source_aus: torch.Tensor
+    target_aus: torch.Tensor
+    grid: torch.Tensor
+    aligned: AlignedFace
+
+    def aus_dict(self, which: Literal["source", "target"] = "target") -> dict[str, float]:
+        """The source or target AUs by name."""
+        vector = self.source_aus if which == "source" else self.target_aus
+        return {name: float(value) for name, value in zip(AU_NAMES, vector)}
+
+
+class DefGANPipeline:
+    """Edit facial expressions in photos with a DefGAN model.
+
+    Args:
+        model: the generators.
+        discriminator: its AU head can estimate the source expression (``au_source="discriminator"``).
+        au_source: how the expression of the input face is estimated: ``"landmarks"`` (MediaPipe's
+            blendshapes and landmarks, as ``defgan-annotate`` labels training data, so the model is
+            conditioned the way it was trained) or ``"discriminator"`` (the discriminator's AU head).
+    """
+
+    def __init__(self, model: DefGAN, discriminator: Discriminator | None = None,
+                 au_source: AUSource = "landmarks") -> None:
+        if au_source not in ("landmarks", "discriminator"):
+            raise ValueError(f"au_source must be 'landmarks' or 'discriminator', got {au_source!r}.")
+        if au_source == "discriminator" and discriminator is None:
+            raise ValueError("au_source='discriminator' needs a discriminator; this model folder has none.")
+        self.model = model.eval()
+        self.discriminator = discriminator.eval() if discriminator is not None else None
+        self.au_source = au_source
+
+    @property
+    def deformer(self) -> DeformationGenerator | None:
+        """The deformation generator (None for a texture-only model)."""
+        return self.model.deformer
+
+    @property
+    def texturer(self) -> TextureGenerator:
+        """The texture generator."""
+        return self.model.texturer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, device: str | torch.device = "cpu",
+                        au_source: AUSource = "landmarks", **hub_kwargs: object) -> DefGANPipeline:
+        """Load a DefGAN repo (Hub repo id or local folder): its generators and, when it has one, its discriminator.
+
+        Extra keyword arguments (``revision``, ``cache_dir``, ``token``, ``local_files_only``…) go to
+        ``from_pretrained`` of each network.
+        """
+        model = DefGAN.from_pretrained(pretrained_model_name_or_path, map_location=device, **hub_kwargs)
+        try:
+            discriminator = Discriminator.from_pretrained(pretrained_model_name_or_path, subfolder=DISCRIMINATOR_FOLDER,
+                                                          map_location=device, **hub_kwargs)
+        except FileNotFoundError:
+            discriminator = None
+        return cls(model, discriminator, au_source)
+
+    def to(self, device: str | torch.device) -> DefGANPipeline:
+        """Move the networks to ``device``."""
+        self.model.to(device)
+        if self.discriminator is not None:
+            self.discriminator.to(device)
+        return self
+
+    def estimate_source_aus(self, crop: torch.Tensor, aligned: AlignedFace) -> torch.Tensor:
+        """The expression of the face: ``(17,)`` in ``[0, 1]``, by :attr:`au_source`."""
+        if self.au_source == "discriminator":
+            with torch.no_grad():
+                return self.discriminator(crop.to(self.device)).aus[0].clamp(0, 1).cpu()
+        return torch.from_numpy(estimate_aus(aligned.face))
+
+    @staticmethod
+    def target_aus(source_aus: torch.Tensor, expression: str | None = None, intensity: float = 1.0,
+                   aus: Mapping[str, float] | None = None, relative: bool = False) -> torch.Tensor:
+        """The expression to edit toward.
+
+        ``expression`` moves from the source toward a preset by ``intensity``; ``aus`` then sets named
+        AUs to values (``relative=False``) or adds values to them (``relative=True``, clipped to
+        ``[0, 1]``). With neither, the target is the source (no edit).
+
+        Args:
+            source_aus: ``(17,)`` in ``[0, 1]``.
+            expression: a preset name of :data:`~defgan_hf.EXPRESSIONS`, or None.
+            intensity: in ``[0, 1]``.
+            aus: AU name → value; absolute values in ``[0, 1]``, relative ones in ``[-1, 1]``.
+            relative: how ``aus`` is applied.
+
+        Returns:
+            ``(17,)`` in ``[0, 1]``.
+        """
+        target = source_aus.clone() if expression is None else interpolate_expression(source_aus, expression, intensity)
+        if not aus:
+            return target
+        if not relative:
+            return au_vector(aus, base=target)
+        for name, delta in aus.items():
+            if not -1.0 <= float(delta) <= 1.0:
+                raise ValueError(f"A relative change of {name} must be in [-1, 1], got {delta}.")
+            index = AU_NAMES.index(canonical_au_name(name))
+            target[index] = (target[index] + float(delta)).clamp(0.0, 1.0)
+        return target
+
+    @torch.no_grad()
+    def edit_face(self, photo: Image.Image, aligned: AlignedFace, target_aus: torch.Tensor | None = None,
+                  expression: str | None = None, intensity: float = 1.0, aus: Mapping[str, float] | None = None,
+                  relative: bool = False) -> DefGANPipelineOutput:
+        """Edit one detected, aligned face of ``photo``.
+
+        Args:
+            photo: the RGB photo the face was aligned in.
+            aligned: from :func:`~defgan_hf.face.align_face` at :attr:`image_size`.
+            target_aus: ``(17,)`` in ``[0, 1]``; if None, built by :meth:`target_aus` from ``expression``,
+                ``intensity``, ``aus`` and ``relative``.
+        """
+        crop = image_to_tensor(aligned.image)
+        source = self.estimate_source_aus(crop, aligned)
+        if target_aus is None:
+            target_vector = self.target_aus(source, expression, intensity, aus, relative)
+        else:
+            target_vector = target_aus.float().cpu()
+        if target_vector.shape != (NUM_AUS,):
+            raise ValueError(f"target_aus must have shape ({NUM_AUS},), got {tuple(target_vector.shape)}.")
+        device = self.device
+        edit = self.model(crop.to(device), source[None].to(device), target_vector[None].to(device))
+        edited_crop = tensor_to_image(edit.image)
+        crop_device = crop.to(device)
+        return DefGANPipelineOutput(
+            image=paste_back(photo, edited_crop, aligned),
+            crop=aligned.image,
+            deformed=tensor_to_image(edit.deformed),
+            edited_crop=edited_crop,
+            mask=tensor_to_image(mask_to_image(edit.mask)),
+            deformation=tensor_to_image(deformation_lines(crop_device, edit.grid)),
+            difference=tensor_to_image(difference_heatmap(crop_device, edit.image)),
+            source_aus=source,
+            target_aus=target_vector,
+            grid=edit.grid.cpu(),
+            aligned=aligned,
+        )
+
+    def __call__(self, image: PhotoInput | Sequence[PhotoInput], expression: str | None = None,
+                 intensity: float = 1.0, aus: Mapping[str, float] | None = None, relative: bool = False,
+                 face_index: int | None = None) -> DefGANPipelineOutput | list[DefGANPipelineOutput]:
+        """Edit the expression of a face in one photo or in each photo of a list.
+
+        Args:
+            image: a PIL image, a path, an RGB(A) array, or a list of them.
+            expression: preset name (``"happy"``, ``"sad"``, … see :data:`~defgan_hf.EXPRESSIONS`).
+            intensity: ``α`` in ``[0, 1]``: how far from the source expression toward the preset.
+            aus: named AUs, e.g. ``{"AU12": 0.9, "AU06": 0.6}``: set (or, with ``relative``, added).
+            relative: add ``aus`` to the source AUs instead of setting them.
+            face_index: which face: None or 0 is the largest, 1 the second largest, …
+
+        Returns:
+            A :class:`DefGANPipelineOutput` (a list of them for a list of photos).
+
+        Raises:
+            defgan_hf.face.NoFaceError: if a photo has no face (or fewer than ``face_index + 1``).
+            ValueError: on unknown expression or AU names and values out of range.
+        """
+        if isinstance(image, Sequence) and not isinstance(image, str):
+            return [self(one, expression, intensity, aus, relative, face_index) for one in image]
+        self.target_aus(torch.zeros(NUM_AUS), expression, intensity, aus, relative)  # bad arguments fail before detection
+        photo = load_image(image)
+        face = detect_face(photo, index=face_index or 0)
+        aligned = align_face(photo, face, size=self.image_size)
+        return self.edit_face(photo, aligned, expression=expression, intensity=intensity, aus=aus, relative=relative)
