@@ -91,3 +91,13 @@ def test_visitor_edits_a_photo_and_downloads_it(app_url, browser, sample_media, 
         page.locator("#photo button[aria-label='Remove Image']").click()
         page.locator("#photo input[type=file]").set_input_files(str(upload))
         status.filter(has_text=message).wait_for()
+
+    # A bundled example: the group photo, edited whole.
+    group = load_image(sample_media("multi_face.jpg"))
+    page.get_by_role("button", name="multi_face", exact=True).click()
+    page.wait_for_function(
+        "size => { const all = [...document.querySelectorAll('#before-after img')];"
+        " return all.length == 2 && all.every(i => i.naturalWidth == size[0] && i.naturalHeight == size[1]); }",
+        arg=list(group.size),
+    )
+    status.filter(has_text="Edited in").wait_for()
