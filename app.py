@@ -171,7 +171,7 @@ def page_message(error: UserError) -> str:
 
 def on_photo(pipeline: DefGANPipeline, image: dict[str, Any] | None, expression: str | None, intensity: float,
              relative: bool, face_index: float) -> tuple[Any, ...]:  # fmt: skip
-    """A new photo: detect its face, set the sliders to its expression (or the chosen preset), edit."""
+    """A new photo: detect its face, set the sliders to its expression (or to the chosen preset), edit."""
     skip_sliders = [gr.skip()] * len(AU_NAMES)
     path = photo_path(image)
     if path is None:
@@ -284,7 +284,8 @@ def build_demo(pipeline: DefGANPipeline, model_notice: str) -> gr.Blocks:
                     gr.Examples([[path] for path in examples.values()], inputs=[photo], label="Example photos",
                                 example_labels=list(examples), api_visibility="private")  # fmt: skip
                 gr.Markdown(credit, elem_id="example-credit")
-                expression = gr.Dropdown(list(EXPRESSIONS), value="happy", label="Expression", elem_id="expression")
+                expression = gr.Dropdown(list(EXPRESSIONS), value=None, label="Expression (a preset)",
+                                         elem_id="expression")  # fmt: skip
                 intensity = gr.Slider(0.0, 1.0, value=1.0, step=SLIDER_STEP, label="Intensity",
                                       info="0 keeps the detected expression, 1 reaches the preset",
                                       buttons=[], elem_id="intensity")  # fmt: skip

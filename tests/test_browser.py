@@ -10,6 +10,9 @@ import pytest
 from PIL import Image
 from test_app import running_app
 
+from defgan_hf import AU_NAMES
+from defgan_hf.annotate import estimate_aus
+from defgan_hf.face import align_face, detect_face
 from defgan_hf.images import load_image
 
 # Headless chromium that talks to the app only: no background network traffic of its own.
@@ -49,9 +52,16 @@ def test_visitor_edits_a_photo_and_downloads_it(app_url, browser, sample_media, 
     assert "Model:" in notice.inner_text()
     status = page.locator("#status")
 
+    # A new photo: the sliders show the expression read from the face.
     path = sample_media("single_face.jpg")
     page.locator("#photo input[type=file]").set_input_files(str(path))
     status.filter(has_text="Edited in").wait_for()
+    photo = load_image(path)
+    aligned = align_face(photo, detect_face(photo), size=128)
+    detected = dict(zip(AU_NAMES, estimate_aus(aligned.face).tolist()))
+    for name in ("AU06", "AU12", "AU25"):
+        shown = float(page.locator(f"#slider-{name} input[type=number]").input_value())
+        assert shown == pytest.approx(detected[name], abs=0.006), name
 
     # A preset at full intensity puts the sliders on it, and the page edits toward it.
     page.locator("#expression input").click()
@@ -67,7 +77,6 @@ def test_visitor_edits_a_photo_and_downloads_it(app_url, browser, sample_media, 
     status.filter(has_text="Target: AU12 Lip Corner Puller 0.90").wait_for()
     assert smile.input_value() == "0.9" and page.locator("#slider-AU01 input[type=number]").input_value() == "0.8"
 
-    photo = load_image(path)
     sizes = page.eval_on_selector_all("#before-after img", "all => all.map(i => [i.naturalWidth, i.naturalHeight])")
     assert sizes == [list(photo.size)] * 2  # before and after: the whole photo
     screenshot = tmp_path / "defgan-app.png"
