@@ -146,6 +146,7 @@ def slider_target(face: DetectedFace, relative: bool, values: Sequence[float]) -
 
 
 def top_aus(aus: torch.Tensor, count: int = 3) -> str:
+    """The strongest AUs of a ``(17,)`` vector, named, for the status line."""
     strongest = sorted(zip(AU_NAMES, aus.tolist()), key=lambda item: -item[1])[:count]
     return ", ".join(f"{name} {AU_FACS_NAMES[name]} {value:.2f}" for name, value in strongest if value >= 0.05) or "none"
 
