@@ -16,19 +16,17 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import gradio as gr
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS, DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.assets import SAMPLE_MEDIA, AssetError, fetch
-from defgan_hf.face import AlignedFace, NoFaceError, align_face, detect_face
-from defgan_hf.images import image_to_tensor, load_image
-from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DefGANPipelineOutput
+from defgan_hf.face import NoFaceError
+from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DefGANPipelineOutput, DetectedFace
 
 logger = logging.getLogger("defgan-app")
 
@@ -89,16 +87,6 @@ def load_pipeline(model: str | None) -> tuple[DefGANPipeline, str]:
 # What the page does
 
 
-@dataclass(frozen=True)
-class DetectedFace:
-    """A visitor's photo, detected and aligned once; slider edits reuse it."""
-
-    photo: Image.Image
-    aligned: AlignedFace
-    source_aus: torch.Tensor
-    """``(17,)`` in ``[0, 1]``."""
-
-
 class UserError(Exception):
     """A problem with the visitor's input, with a message that says what to do."""
 
@@ -125,12 +113,9 @@ def photo_path(image: dict[str, Any] | None) -> str | None:
 def detect(pipeline: DefGANPipeline, image: str, face_index: int) -> DetectedFace:
     """Detect, align and read the expression of face ``face_index`` (0: the largest) of a photo file."""
     try:
-        photo = load_image(image)
-        aligned = align_face(photo, detect_face(photo, index=face_index), size=pipeline.image_size)
+        return pipeline.detect(image, face_index)
     except (NoFaceError, ValueError, OSError) as error:
         raise explain(error) from error
-    source = pipeline.estimate_source_aus(image_to_tensor(aligned.image), aligned)
-    return DetectedFace(photo, aligned, source)
 
 
 def slider_values(face: DetectedFace | None, target: torch.Tensor, relative: bool) -> list[float]:
@@ -154,7 +139,7 @@ def top_aus(aus: torch.Tensor, count: int = 3) -> str:
 def edit(pipeline: DefGANPipeline, face: DetectedFace, target: torch.Tensor) -> tuple[Any, ...]:
     """Edit the detected face toward ``target``; the page's result views and a status line."""
     start = time.perf_counter()
-    out = pipeline.edit_face(face.photo, face.aligned, target_aus=target)
+    out = pipeline.edit_face(face, target_aus=target)
     seconds = time.perf_counter() - start
     status = (f"Edited in {seconds:.2f} s. Detected expression: {top_aus(face.source_aus)}. "
               f"Target: {top_aus(out.target_aus)}.")  # fmt: skip

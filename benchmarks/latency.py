@@ -38,7 +38,7 @@ from defgan_hf import DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.assets import SAMPLE_MEDIA, fetch
 from defgan_hf.face import align_face, detect_face, paste_back
 from defgan_hf.images import image_to_tensor, load_image, tensor_to_image
-from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline
+from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DetectedFace
 from defgan_hf.warp import warp
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
@@ -141,7 +141,8 @@ def main() -> None:
     total = statistics.median(sum(run.values()) for run in runs)
     whole_call = median_seconds(lambda: pipeline(photo, expression=EXPRESSION), args.repeats)
     target = pipeline.target_aus(source[0], EXPRESSION)
-    slider_edit = median_seconds(lambda: pipeline.edit_face(photo, aligned, target_aus=target), args.repeats)
+    face = DetectedFace(photo, aligned, source[0])
+    slider_edit = median_seconds(lambda: pipeline.edit_face(face, target_aus=target), args.repeats)
 
     threads = torch.get_num_threads()
     load = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}

@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 # The pipeline brings the face toolkit (MediaPipe, OpenCV): imported on first use, so that training
 # code and its data workers, which never need it, start without it.
-_LAZY = {"DefGANPipeline": "pipeline", "DefGANPipelineOutput": "pipeline", "DEFAULT_MODEL": "pipeline"}
+_LAZY = {name: "pipeline" for name in ("DefGANPipeline", "DefGANPipelineOutput", "DetectedFace", "DEFAULT_MODEL")}
 
 
 def __getattr__(name: str) -> object:
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DefGANPipeline",
     "DefGANPipelineOutput",
+    "DetectedFace",
     "AU_NAMES",
     "DISCRIMINATOR_FOLDER",
     "EXPRESSIONS",

@@ -30,6 +30,21 @@ DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "default_model"
 AUSource = Literal["landmarks", "discriminator"]
 
 
+@dataclass(frozen=True)
+class DetectedFace:
+    """A face found in a photo, aligned and read once, ready to be edited toward any number of targets.
+
+    Attributes:
+        photo: the whole RGB photo.
+        aligned: the face's crop at the model's resolution and its alignment in the photo.
+        source_aus: ``(17,)`` in ``[0, 1]``, the expression read from the face.
+    """
+
+    photo: Image.Image
+    aligned: AlignedFace
+    source_aus: torch.Tensor
+
+
 @dataclass
 class DefGANPipelineOutput:
     """One edited face, with the views that explain the edit.
@@ -166,26 +181,40 @@ class DefGANPipeline:
             target[index] = (target[index] + float(delta)).clamp(0.0, 1.0)
         return target
 
-    @torch.no_grad()
-    def edit_face(self, photo: Image.Image, aligned: AlignedFace, target_aus: torch.Tensor | None = None,
-                  expression: str | None = None, intensity: float = 1.0, aus: Mapping[str, float] | None = None,
-                  relative: bool = False) -> DefGANPipelineOutput:
-        """Edit one detected, aligned face of ``photo``.
+    def detect(self, image: PhotoInput, face_index: int | None = None) -> DetectedFace:
+        """Find, align and read the expression of one face of a photo: the part of an edit that does not
+        depend on the target, so that editing the same face again (e.g. from sliders) skips it.
 
         Args:
-            photo: the RGB photo the face was aligned in.
-            aligned: from :func:`~defgan_hf.face.align_face` at :attr:`image_size`.
+            image: a PIL image, a path or an RGB(A) array.
+            face_index: None or 0 for the largest face, 1 for the second largest, …
+
+        Raises:
+            defgan_hf.face.NoFaceError: if the photo has no face (or fewer than ``face_index + 1``).
+        """
+        photo = load_image(image)
+        aligned = align_face(photo, detect_face(photo, index=face_index or 0), size=self.image_size)
+        return DetectedFace(photo, aligned, self.estimate_source_aus(image_to_tensor(aligned.image), aligned))
+
+    @torch.no_grad()
+    def edit_face(self, face: DetectedFace, target_aus: torch.Tensor | None = None, expression: str | None = None,
+                  intensity: float = 1.0, aus: Mapping[str, float] | None = None,
+                  relative: bool = False) -> DefGANPipelineOutput:
+        """Edit a detected face.
+
+        Args:
+            face: from :meth:`detect`.
             target_aus: ``(17,)`` in ``[0, 1]``; if None, built by :meth:`target_aus` from ``expression``,
                 ``intensity``, ``aus`` and ``relative``.
         """
-        crop = image_to_tensor(aligned.image)
-        source = self.estimate_source_aus(crop, aligned)
         if target_aus is None:
-            target_vector = self.target_aus(source, expression, intensity, aus, relative)
+            target_vector = self.target_aus(face.source_aus, expression, intensity, aus, relative)
         else:
             target_vector = target_aus.float().cpu()
         if target_vector.shape != (NUM_AUS,):
             raise ValueError(f"target_aus must have shape ({NUM_AUS},), got {tuple(target_vector.shape)}.")
+        photo, aligned, source = face.photo, face.aligned, face.source_aus
+        crop = image_to_tensor(aligned.image)
         device = self.device
         edit = self.model(crop.to(device), source[None].to(device), target_vector[None].to(device))
         edited_crop = tensor_to_image(edit.image)
@@ -227,7 +256,5 @@ class DefGANPipeline:
         if isinstance(image, Sequence) and not isinstance(image, str):
             return [self(one, expression, intensity, aus, relative, face_index) for one in image]
         self.target_aus(torch.zeros(NUM_AUS), expression, intensity, aus, relative)  # bad arguments fail before detection
-        photo = load_image(image)
-        face = detect_face(photo, index=face_index or 0)
-        aligned = align_face(photo, face, size=self.image_size)
-        return self.edit_face(photo, aligned, expression=expression, intensity=intensity, aus=aus, relative=relative)
+        return self.edit_face(self.detect(image, face_index), expression=expression, intensity=intensity, aus=aus,
+                              relative=relative)
