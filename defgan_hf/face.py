@@ -268,15 +268,19 @@ def detect_face(photo: str | Path | Image.Image | np.ndarray, index: int = 0) ->
     misses is smaller than one it finds); other indices search as :func:`detect_faces` does.
 
     Raises:
+        ValueError: if ``index`` is negative.
         NoFaceError: if the photo has no face, or fewer than ``index + 1``.
     """
+    if index < 0:
+        raise ValueError(f"index must be 0 (the largest face) or more, got {index}.")
     photo = load_image(photo)
     faces = _search(photo, largest_only=index == 0)
     if index < len(faces):
         return faces[index]
     if faces:
         raise NoFaceError(
-            f"Found only {len(faces)} faces in the {photo.width}×{photo.height} photo, so there is no face "
+            f"Found only {len(faces)} face{'s' if len(faces) > 1 else ''} in the {photo.width}×{photo.height} photo, "
+            f"so there is no face "
             f"number {index} (0 is the largest, {len(faces) - 1} the smallest)."
         )
     raise NoFaceError(

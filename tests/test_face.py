@@ -75,6 +75,13 @@ def test_every_face_of_a_group_photo_is_found_once_largest_first(sample_media):
     assert keypoint_error(detect_face(photo, index=3).keypoints, faces[3].keypoints) < 1e-9
     with pytest.raises(NoFaceError, match="only 5 faces"):
         detect_face(photo, index=5)
+    with pytest.raises(ValueError, match="0 \\(the largest face\\) or more"):
+        detect_face(photo, index=-1)
+
+
+def test_a_single_face_is_counted_in_the_singular(sample_media):
+    with pytest.raises(NoFaceError, match="Found only 1 face in"):
+        detect_face(sample_media("single_face.jpg"), index=1)
 
 
 def test_a_photo_without_a_face_raises_no_face_error(sample_media):
