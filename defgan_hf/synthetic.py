@@ -867,7 +867,7 @@ class RenderedFace:
     def to_tensor(self) -> torch.Tensor:
         """The image as the networks take it: ``(3, size, size)`` float32 in ``[-1, 1]``.
 
-        The same values :func:`defgan_hf.data.load_image` reads from the image saved as PNG at this size.
+        The same values :func:`defgan_hf.images.read_face_crop` reads from the image saved as PNG at this size.
         """
         return torch.from_numpy(self.image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
 
