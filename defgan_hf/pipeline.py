@@ -214,19 +214,18 @@ class DefGANPipeline:
         if target_vector.shape != (NUM_AUS,):
             raise ValueError(f"target_aus must have shape ({NUM_AUS},), got {tuple(target_vector.shape)}.")
         photo, aligned, source = face.photo, face.aligned, face.source_aus
-        crop = image_to_tensor(aligned.image)
         device = self.device
-        edit = self.model(crop.to(device), source[None].to(device), target_vector[None].to(device))
+        crop = image_to_tensor(aligned.image).to(device)
+        edit = self.model(crop, source[None].to(device), target_vector[None].to(device))
         edited_crop = tensor_to_image(edit.image)
-        crop_device = crop.to(device)
         return DefGANPipelineOutput(
             image=paste_back(photo, edited_crop, aligned),
             crop=aligned.image,
             deformed=tensor_to_image(edit.deformed),
             edited_crop=edited_crop,
             mask=tensor_to_image(mask_to_image(edit.mask)),
-            deformation=tensor_to_image(deformation_lines(crop_device, edit.grid)),
-            difference=tensor_to_image(difference_heatmap(crop_device, edit.image)),
+            deformation=tensor_to_image(deformation_lines(crop, edit.grid)),
+            difference=tensor_to_image(difference_heatmap(crop, edit.image)),
             source_aus=source,
             target_aus=target_vector,
             grid=edit.grid.cpu(),
