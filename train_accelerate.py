@@ -34,7 +34,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch import nn
 from tqdm.auto import tqdm
 
-from defgan_hf import EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
+from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
 from defgan_hf.data import FaceAUDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
 from defgan_hf.losses import (
@@ -163,7 +163,7 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     """New networks at the requested sizes, or the networks of ``--pretrained_model``."""
     if args.pretrained_model:
         model = DefGAN.from_pretrained(args.pretrained_model)
-        discriminator = Discriminator.from_pretrained(args.pretrained_model, subfolder="discriminator")
+        discriminator = Discriminator.from_pretrained(args.pretrained_model, subfolder=DISCRIMINATOR_FOLDER)
         if model.image_size != args.resolution or discriminator.image_size != args.resolution:
             raise SystemExit(f"--pretrained_model works on {model.image_size}px crops; pass --resolution "
                              f"{model.image_size}.")
