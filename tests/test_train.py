@@ -133,6 +133,26 @@ def test_bf16_autocast_trains_with_the_gradient_penalty_in_fp32(face_folder, tmp
     assert DefGAN.from_pretrained(out / "model").image_size == 32
 
 
+def test_prepared_critic_leaves_precision_to_each_call_so_the_penalty_runs_in_fp32(face_folder, tmp_path):
+    """accelerate wraps a prepared model's forward in autocast; the trainer removes that from the critic."""
+    sys.path.insert(0, str(ROOT))
+    from accelerate import Accelerator
+    from train_accelerate import Trainer, parse_args
+
+    args = parse_args(["--data_dir", str(face_folder), "--output_dir", str(tmp_path), *TINY])
+    trainer = Trainer.create(args, Accelerator(mixed_precision="bf16", cpu=True))
+    critic = trainer.accelerator.unwrap_model(trainer.discriminator)
+    dtypes = []
+    hook = critic.trunk[0].register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.autocast("cpu", enabled=False):  # as inside gradient_penalty
+        trainer.discriminator(image)
+    with trainer.accelerator.autocast():  # as for the critic's scores
+        trainer.discriminator(image)
+    hook.remove()
+    assert dtypes == [torch.float32, torch.bfloat16]
+
+
 def test_fine_tuning_starts_from_a_published_model(face_folder, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     common = ["--data_dir", str(face_folder), *TINY, "--max_train_steps", "1", "--critic_steps", "1"]
