@@ -63,6 +63,7 @@ from tqdm import tqdm
 
 from .aus import AU_NAMES, EXPRESSIONS, NUM_AUS, au_vector
 from .data import AU_SCALE, IMAGE_FOLDER, TABLE_FILE
+from .images import image_to_tensor
 
 RGB = tuple[float, float, float]
 """A colour: red, green, blue in ``[0, 1]``."""
@@ -869,7 +870,7 @@ class RenderedFace:
 
         The same values :func:`defgan_hf.images.read_face_crop` reads from the image saved as PNG at this size.
         """
-        return torch.from_numpy(self.image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+        return image_to_tensor(Image.fromarray(self.image))[0].contiguous()
 
 
 def render_face(identity: Identity, aus: AUInput, size: int = 64) -> RenderedFace:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from PIL import Image
 
+from .images import tensor_to_image
 from .warp import grid_offsets_px, warp
 
 if TYPE_CHECKING:
@@ -67,14 +67,13 @@ def au_bars(aus: torch.Tensor, size: int) -> torch.Tensor:
 
 def to_pil(images: torch.Tensor, columns: int = 1) -> Image.Image:
     """Tile ``(N·columns, 3, H, W)`` images in ``[-1, 1]`` into rows of ``columns`` and return a PIL image."""
-    images = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu()
-    count, _, height, width = images.shape
+    count, channels, height, width = images.shape
     rows = math.ceil(count / columns)
-    canvas = np.zeros((rows * height, columns * width, 3), dtype=np.uint8)
-    for index, image in enumerate(images):
+    canvas = images.new_full((channels, rows * height, columns * width), -1.0)  # black where a row is short
+    for index, image in enumerate(images.detach()):
         row, col = divmod(index, columns)
-        canvas[row * height:(row + 1) * height, col * width:(col + 1) * width] = image.permute(1, 2, 0).numpy()
-    return Image.fromarray(canvas)
+        canvas[:, row * height:(row + 1) * height, col * width:(col + 1) * width] = image
+    return tensor_to_image(canvas)
 
 
 def sample_grid(image: torch.Tensor, edit: DefGANOutput, target_aus: torch.Tensor, max_offset: float) -> Image.Image:

@@ -7,6 +7,7 @@ from PIL import Image
 
 from defgan_hf import AU_NAMES, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
 from defgan_hf.face import NoFaceError, paste_mask
+from defgan_hf.images import image_to_tensor
 from defgan_hf import DefGANPipeline
 
 
@@ -103,9 +104,7 @@ def test_from_pretrained_folder_with_discriminator_au_source(pipeline, tmp_path,
     out = loaded(sample_media("single_face.jpg"))
     assert out.source_aus.min() >= 0 and out.source_aus.max() <= 1
     with torch.no_grad():
-        expected = pipeline.discriminator(
-            torch.from_numpy(np.asarray(out.crop, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-        ).aus[0].clamp(0, 1)
+        expected = pipeline.discriminator(image_to_tensor(out.crop)).aus[0].clamp(0, 1)
     assert torch.allclose(out.source_aus, expected, atol=1e-5)
 
 
