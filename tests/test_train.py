@@ -140,7 +140,8 @@ def test_prepared_critic_leaves_precision_to_each_call_so_the_penalty_runs_in_fp
     from train_accelerate import Trainer, parse_args
 
     args = parse_args(["--data_dir", str(face_folder), "--output_dir", str(tmp_path), *TINY])
-    trainer = Trainer.create(args, Accelerator(mixed_precision="bf16", cpu=True))
+    with pytest.warns(UserWarning, match="without the face identity loss"):  # --identity_model none says so
+        trainer = Trainer.create(args, Accelerator(mixed_precision="bf16", cpu=True))
     critic = trainer.accelerator.unwrap_model(trainer.discriminator)
     dtypes = []
     hook = critic.trunk[0].register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
