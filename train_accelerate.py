@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--resolution", type=int, default=128, help="Side of the square crops the networks see.")
     data.add_argument("--random_flip", action=argparse.BooleanOptionalAction, default=True,
                       help="Random horizontal flips (the AU vector is symmetric, so labels stay valid).")
+    data.add_argument("--augment", action="store_true",
+                      help="Random small similarity transforms and colour jitter (defgan_hf.data.augment_face), so "
+                      "that the critic does not learn a small dataset's AUs by heart.")
     data.add_argument("--target_noise", type=float, default=0.1,
                       help="Target AUs are another sample's AUs plus U(-noise, noise), as in GANimation.")
     data.add_argument("--dataloader_num_workers", type=int, default=2)
@@ -392,7 +395,8 @@ def main(args: argparse.Namespace) -> None:
     set_seed(args.seed, device_specific=True)
 
     # Data: fails here, before any model is built, if the folder holds nothing usable.
-    dataset = FaceAUDataset.from_data_dir(args.data_dir, resolution=args.resolution, flip=args.random_flip)
+    dataset = FaceAUDataset.from_data_dir(args.data_dir, resolution=args.resolution, flip=args.random_flip,
+                                          augment=args.augment)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.dataloader_num_workers)
     if len(loader) == 0:
@@ -426,10 +430,11 @@ def main(args: argparse.Namespace) -> None:
 
     accelerator.init_trackers("defgan", config={k: v for k, v in vars(args).items()
                                                 if isinstance(v, int | float | str | bool) and k != "hub_token"})
-    # The same faces, unflipped, in every sample grid, each toward a different preset expression.
-    shown = range(min(args.num_samples, len(dataset)))
+    # The same faces, unflipped, in every sample grid, each toward a different preset expression; spread
+    # evenly over the dataset, so that a folder of several people or videos shows more than its first one.
+    shown = np.linspace(0, len(dataset) - 1, min(args.num_samples, len(dataset))).round().astype(int).tolist()
     sample_faces = torch.stack([read_face_crop(dataset.image_dir / dataset.files[i], args.resolution) for i in shown])
-    sample_aus = dataset.aus[list(shown)]
+    sample_aus = dataset.aus[shown]
     presets = [vector for name, vector in EXPRESSIONS.items() if name != "neutral"]
     sample_targets = torch.stack([presets[i % len(presets)] for i in range(len(sample_faces))])
     unwrapped = trainer.unwrapped_model

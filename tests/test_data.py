@@ -15,6 +15,7 @@ from defgan_hf import AU_NAMES, NUM_AUS
 from defgan_hf.data import (
     EmptyDatasetError,
     FaceAUDataset,
+    augment_face,
     find_data_layout,
     read_au_labels,
     read_split_ids,
@@ -313,6 +314,45 @@ def test_flip_mirrors_left_right_and_keeps_the_aus(tmp_path: Path) -> None:
     assert all(mirrored[i] or torch.equal(draws[i][0], unflipped) for i in range(20))
     assert any(mirrored) and not all(mirrored)
     for _, aus in draws:
+        torch.testing.assert_close(aus, torch.from_numpy(labels["a.png"]))
+
+
+def checkerboard_face(size: int = 32) -> torch.Tensor:
+    """``(3, size, size)`` in ``[-1, 1]``: coloured squares, so both geometry and colour changes show."""
+    rows, columns = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    board = ((rows // 8 + columns // 8) % 2).float()
+    return torch.stack([board * 1.6 - 0.8, 0.5 - board, torch.full_like(board, 0.2)])
+
+
+def test_augment_face_jitters_geometry_and_colour_within_range() -> None:
+    face = checkerboard_face()
+    generator = torch.Generator().manual_seed(0)
+
+    augmented = [augment_face(face, generator) for _ in range(20)]
+
+    grey = [torch.allclose(image[0], image[1]) and torch.allclose(image[1], image[2]) for image in augmented]
+    assert any(grey) and not all(grey)
+    for image, is_grey in zip(augmented, grey):
+        assert image.shape == face.shape and image.min() >= -1.0 and image.max() <= 1.0
+        assert not torch.equal(image, face)
+        if not is_grey:  # a small jitter: the squares stay where they were (most pixels keep their colour)
+            assert ((image[0] > image[1]) == (face[0] > face[1])).float().mean() > 0.7
+    again = augment_face(face, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, augmented[0])
+
+
+def test_dataset_augments_only_when_asked_and_keeps_the_aus(tmp_path: Path) -> None:
+    from defgan_hf.images import tensor_to_image
+
+    tensor_to_image(checkerboard_face()[None]).save(tmp_path / "a.png")
+    labels = {"a.png": np.linspace(0, 1, NUM_AUS, dtype=np.float32)}
+    plain = FaceAUDataset(tmp_path, labels, resolution=32, flip=False)
+    augmented = FaceAUDataset(tmp_path, labels, resolution=32, flip=False, augment=True)
+
+    assert torch.equal(plain[0][0], plain[0][0])
+    first, second = augmented[0], augmented[0]
+    assert not torch.equal(first[0], second[0]) and not torch.equal(first[0], plain[0][0])
+    for _, aus in (first, second):
         torch.testing.assert_close(aus, torch.from_numpy(labels["a.png"]))
 
 
