@@ -40,7 +40,9 @@ DESCRIPTION = (
     "attention mask: `I_y = M·T + (1−M)·I*_y`. Expressions are 17 OpenFace AU intensities in [0, 1].\n\n"
     "**This is a demo-quality model, trained on a 2-core CPU** with networks of a quarter of the paper's width "
     "(generators 16 channels wide with 2 residual blocks, critic 16 wide), on about 2,200 face crops of about "
-    "45 people. Read the evaluation and limitations below before relying on it."
+    "45 people, with the paper's objective except two weights suited to so short a run (expression weights "
+    "×10, GANimation's cycle weight 10 instead of 100; the command below says why). Read the evaluation and "
+    "limitations below before relying on it."
 )
 
 LIMITATIONS = (

@@ -22,12 +22,19 @@ COMMON=(--train_batch_size 8 --critic_steps 5 --learning_rate 2e-4 --dataloader_
 
 # 2. Training on the real faces from scratch with the full objective (SFace identity loss on) and random
 #    similarity/colour jitter (--augment: without it the critic learns these few faces' AUs by heart), the
-#    learning rate decaying linearly over the last 7 epochs (5,000 steps are ~18 epochs of ~2,200 crops).
+#    learning rate decaying linearly over the last 5 epochs (4,000 steps are ~14.5 epochs of ~2,200 crops).
+#    Two weights differ from the paper's, for this budget: the expression weights are 10× larger and the
+#    cycle weight is GANimation's 10 instead of 100. With the paper's weights, in two runs (with and without
+#    --augment), both generators stayed at the identity mapping (no deformation, attention mask going to
+#    zero) for as long as they ran (500 steps of DefGAN, 1,000 of texture-only); with these, a DefGAN
+#    resumed from such a run started to move and repaint the face within 250 steps.
+WEIGHTS=(--lambda_expression 1600 --lambda_expression_deformed 400 --lambda_expression_real 1600
+                    --lambda_cycle 10)
 for variant in defgan texture_only; do
     flag=(); [ $variant = texture_only ] && flag=(--texture_only)
     python train_accelerate.py --data_dir "$WORK/real_faces" --output_dir "$WORK/real_$variant" "${flag[@]}" \
-        --augment --identity_model sface "${SIZES[@]}" "${COMMON[@]}" \
-        --max_train_steps "${REAL_STEPS:-5000}" --lr_decay_epochs 7 \
+        --augment --identity_model sface "${SIZES[@]}" "${COMMON[@]}" "${WEIGHTS[@]}" \
+        --max_train_steps "${REAL_STEPS:-4000}" --lr_decay_epochs 5 \
         --resume_from_checkpoint latest > "$WORK/real_$variant.log" 2>&1 &
 done
 wait
