@@ -2,8 +2,8 @@
 
     python app.py [--model REPO_ID_OR_FOLDER] [--server_name 0.0.0.0] [--port 7860]
 
-Without ``--model`` the app runs the default model embedded in the package; until trained weights are
-shipped there, it runs an untrained DefGAN and says so on the page. The page wires widgets to
+Without ``--model`` the app runs the default model embedded in the package (``defgan_hf/default_model``, a
+small demo-quality DefGAN; the page says so and links its model card). The page wires widgets to
 :class:`~defgan_hf.pipeline.DefGANPipeline`: a photo is detected and aligned once when it arrives, and
 every change of the expression, the intensity or an Action Unit slider only re-runs the networks on
 that aligned face (:meth:`~defgan_hf.pipeline.DefGANPipeline.edit_face`). The ``/edit`` endpoint is the
@@ -23,15 +23,12 @@ import gradio as gr
 import torch
 from PIL import UnidentifiedImageError
 
-from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS, DefGAN, DeformationGenerator, TextureGenerator
+from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
 from defgan_hf.assets import SAMPLE_MEDIA, AssetError, fetch
 from defgan_hf.face import NoFaceError
 from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DefGANPipelineOutput, DetectedFace
 
 logger = logging.getLogger("defgan-app")
-
-UNTRAINED_SEED = 0
-"""Seed of the untrained stand-in model, so that every launch shows the same (meaningless) edits."""
 
 CONCURRENCY_LIMIT = 1
 """Edits that run at once: one edit already keeps both cores of a CPU Space busy; the rest wait in the queue."""
@@ -56,11 +53,11 @@ EXAMPLE_PHOTOS = ("single_face.jpg", "0-f15-hao-ph.jpg", "0-f1-su-ph.jpg", "45-m
                   "free-mountain-vector-01.jpg")  # fmt: skip
 """Example photos (names in :data:`defgan_hf.assets.SAMPLE_MEDIA`); the last has no face, to show the message."""
 
-UNTRAINED_NOTICE = (
-    "⚠️ **Model: untrained DefGAN — random weights, no trained default model is shipped yet.** "
-    f"This page runs a DefGAN at the paper's sizes with random weights (seed {UNTRAINED_SEED}), so the "
-    "edits show how the app works, not what DefGAN does: expect noise on the face, not an expression. "
-    "Run `python app.py --model REPO_ID_OR_FOLDER` with a trained model."
+DEFAULT_MODEL_NOTICE = (
+    "**Model:** the default model embedded in defgan-hf (`defgan_hf/default_model`), a DefGAN (deformation + "
+    "texture) editing 128 px face crops. It is a **small demo-quality model, trained on a CPU on the faces of few "
+    "people**: expect weak edits. Its model card (`defgan_hf/default_model/README.md`) gives the data, the "
+    "evaluation and the limitations; `python app.py --model REPO_ID_OR_FOLDER` runs another model."
 )
 
 
@@ -68,19 +65,17 @@ def load_pipeline(model: str | None) -> tuple[DefGANPipeline, str]:
     """The pipeline the app runs, and the Markdown line that tells visitors which model it is.
 
     Args:
-        model: a DefGAN repo (Hub repo id or local folder); None for the package's default model, or an
-            untrained DefGAN while the package ships none.
+        model: a DefGAN repo (Hub repo id or local folder); None for the package's default model.
     """
-    if model is None and not DEFAULT_MODEL.is_dir():
-        with torch.random.fork_rng():
-            torch.manual_seed(UNTRAINED_SEED)
-            untrained = DefGAN(TextureGenerator(), DeformationGenerator())
-        return DefGANPipeline(untrained), UNTRAINED_NOTICE
-    name = "the default model embedded in defgan-hf (`defgan_hf/default_model`)" if model is None else f"`{model}`"
-    pipeline = DefGANPipeline.from_pretrained(DEFAULT_MODEL if model is None else model)
+    if model is None:
+        if not DEFAULT_MODEL.is_dir():
+            raise SystemExit(f"The default model folder {DEFAULT_MODEL} is missing from this installation: "
+                             "reinstall defgan-hf, or pass --model REPO_ID_OR_FOLDER.")
+        return DefGANPipeline.from_pretrained(DEFAULT_MODEL), DEFAULT_MODEL_NOTICE
+    pipeline = DefGANPipeline.from_pretrained(model)
     kind = ("a texture-only model (the GANimation ablation: no deformation)" if pipeline.deformer is None
             else "a DefGAN model (deformation + texture)")  # fmt: skip
-    return pipeline, f"**Model:** {name}, {kind}, editing {pipeline.image_size} px face crops."
+    return pipeline, f"**Model:** `{model}`, {kind}, editing {pipeline.image_size} px face crops."
 
 
 # ---------------------------------------------------------------------------------------------------

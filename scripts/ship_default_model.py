@@ -46,6 +46,16 @@ DESCRIPTION = (
 )
 
 LIMITATIONS = (
+    "- **The texture generator repaints the whole face.** Its attention mask stays open over most of the face, "
+    "so every edit (even one toward the face's own expression) blurs the face and adds horizontal streaks, "
+    "and the SFace identity distance between a face and its edit is about 0.45, half the distance between "
+    "two different people (0.91). The motion-only view (`I*_y`, the app's *motion only* image) keeps the face "
+    "sharp and is often the better-looking edit, though a strong warp can tear features (doubled eyelids or "
+    "lips).\n"
+    "- **Motion is learned for the brows, not for the mouth.** A per-AU edit of AU1, AU2 or AU4 moves the "
+    "brows more than the mouth; per-AU edits of AU12, or of AU25 with AU26, barely move anything, although "
+    "the presets, which change several AUs at once, do move the mouth. The tests record both "
+    "(`tests/test_default_model.py`).\n"
     "- **Few identities.** The real training faces are about 45 people, most of the crops from 5 videos "
     "and 400 greyscale ORL photos of 40 people with mild expressions. Faces unlike these (age, skin tone, "
     "lighting, glasses, profile views) are edited worse.\n"

