@@ -29,12 +29,13 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from defgan_hf.annotate import annotate
+from defgan_hf.annotate import TABLE_FILE, annotate
 from defgan_hf.assets import AssetError, cache_dir, sha256_of
 
 
@@ -212,16 +213,19 @@ def gather(out_dir: Path, workers: int = 1, downloads: Path | None = None) -> li
             if source.grid > 1:
                 inputs = [cell for photo in inputs for cell in split_grid(photo, source.grid)]
             report = annotate(stage, out_dir, every_nth_frame=source.every_nth_frame, workers=workers)
-            with open(out_dir / "aus.csv", newline="", encoding="utf-8") as table:
-                crops = sum(row["file"].startswith(f"{source.name}/") for row in csv.DictReader(table))
             package = PACKAGES[source.package]
             rows.append({
                 "source": source.name, "registry": package.registry, "package": package.requirement,
                 "licence": package.licence, "files": ";".join(source.members), "inputs": str(len(inputs)),
-                "every_nth_frame": str(source.every_nth_frame), "crops": str(crops),
+                "every_nth_frame": str(source.every_nth_frame),
                 "failed_inputs": str(len(report.failed)), "description": source.description,
             })  # fmt: skip
             shutil.rmtree(stage)
+    # Crops per source in the whole table, so that a re-run that annotates nothing new still counts them all.
+    with open(out_dir / TABLE_FILE, newline="", encoding="utf-8") as table:
+        crops = Counter(row["file"].split("/", 1)[0] for row in csv.DictReader(table))
+    for row in rows:
+        row["crops"] = str(crops[row["source"]])
     with open(out_dir / "sources.csv", "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
