@@ -48,6 +48,7 @@ from defgan_hf.losses import (
     identity_loss,
     mask_regularizer,
 )
+from defgan_hf.models.defgan import with_au_modulation
 from defgan_hf.models.hub import push_folder
 from defgan_hf.visualize import sample_grid
 
@@ -110,6 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--discriminator_width", type=int, default=64)
     model.add_argument("--discriminator_layers", type=int, default=6)
     model.add_argument("--max_offset", type=float, default=5.0, help="Deformation bound in pixels (paper: 5).")
+    model.add_argument("--au_modulation", action="store_true",
+                       help="Also feed the AUs to the generators' normalisations after the bottleneck (not in the "
+                            "paper; see defgan_hf.models.blocks.AUModulatedNorm). With --pretrained_model it is "
+                            "added at zero, so training starts from the pretrained model's exact edits.")
 
     optim = parser.add_argument_group("optimisation (paper §4.1)")
     optim.add_argument("--learning_rate", type=float, default=1e-4)
@@ -173,9 +178,11 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
         if args.texture_only and not model.texture_only:
             warnings.warn("--texture_only: the pretrained deformation generator is dropped.", stacklevel=2)
             model = DefGAN(model.texturer)
+        if args.au_modulation:
+            model = with_au_modulation(model)
         return model.train(), discriminator.train()
     generator_sizes = dict(image_size=args.resolution, width=args.generator_width,
-                           num_res_blocks=args.generator_res_blocks)
+                           num_res_blocks=args.generator_res_blocks, au_modulation=args.au_modulation)
     deformer = None if args.texture_only else DeformationGenerator(**generator_sizes, max_offset=args.max_offset)
     discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
                                   num_layers=args.discriminator_layers)

@@ -42,6 +42,8 @@ def saved_files(folder: Path) -> set[str]:
     [
         lambda: TextureGenerator(**SMALL, num_downsamples=1),
         lambda: DeformationGenerator(**SMALL, max_offset=2.5),
+        lambda: TextureGenerator(**SMALL, au_modulation=True),
+        lambda: DeformationGenerator(**SMALL, au_modulation=True),
         lambda: Discriminator(image_size=32, width=8, num_layers=3),
     ],
 )
@@ -60,7 +62,18 @@ def test_config_holds_every_constructor_size(tmp_path):
     DeformationGenerator(**SMALL, max_offset=2.5).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config == {"image_size": 32, "num_aus": 17, "width": 8, "num_downsamples": 2,
-                      "num_res_blocks": 1, "max_offset": 2.5}
+                      "num_res_blocks": 1, "max_offset": 2.5, "au_modulation": False}
+
+
+def test_configs_written_before_au_modulation_existed_still_load(tmp_path):
+    deformer = DeformationGenerator(**SMALL)
+    deformer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["au_modulation"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = DeformationGenerator.from_pretrained(tmp_path)
+    assert not loaded.au_modulation
+    assert_same_weights(deformer, loaded)
 
 
 def test_defgan_repo_layout_round_trip(tmp_path):

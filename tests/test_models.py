@@ -8,15 +8,16 @@ from defgan_hf import (
     TextureGenerator,
     TextureOutput,
 )
+from defgan_hf.models.defgan import with_au_modulation
 from defgan_hf.warp import grid_offsets_px, identity_grid
 
 SIZE = 32
 SMALL = dict(image_size=SIZE, width=8, num_res_blocks=1)
 
 
-def small_defgan(texture_only: bool = False) -> DefGAN:
-    deformer = None if texture_only else DeformationGenerator(**SMALL)
-    return DefGAN(TextureGenerator(**SMALL), deformer)
+def small_defgan(texture_only: bool = False, au_modulation: bool = False) -> DefGAN:
+    deformer = None if texture_only else DeformationGenerator(**SMALL, au_modulation=au_modulation)
+    return DefGAN(TextureGenerator(**SMALL, au_modulation=au_modulation), deformer)
 
 
 def batch(n: int = 2, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,8 +71,9 @@ def test_texture_only_model_does_not_move_pixels():
     assert torch.equal(out.grid, identity_grid(2, SIZE, SIZE))
 
 
-def test_gradients_reach_every_parameter():
-    model = small_defgan()
+@pytest.mark.parametrize("au_modulation", [False, True])
+def test_gradients_reach_every_parameter(au_modulation):
+    model = small_defgan(au_modulation=au_modulation)
     discriminator = Discriminator(image_size=SIZE, width=8, num_layers=3)
     image, source, target = batch()
     out = model(image, source, target)
@@ -123,3 +125,16 @@ def test_wrong_input_shapes_say_what_is_expected():
         model(image, source, target[:, :5])
     with pytest.raises(ValueError, match="source_aus"):
         model(image, source[:1], target)
+
+
+def test_au_modulation_is_added_at_zero_to_a_trained_model():
+    torch.manual_seed(0)
+    model = small_defgan().eval()
+    modulated = with_au_modulation(model).eval()
+    assert modulated.deformer.au_modulation and modulated.texturer.au_modulation
+    assert with_au_modulation(modulated).deformer is modulated.deformer  # already modulated: unchanged
+    image, source, target = batch()
+    with torch.no_grad():
+        before, after = model(image, source, target), modulated(image, source, target)
+    assert torch.equal(before.grid, after.grid) and torch.equal(before.image, after.image)
+

@@ -166,6 +166,21 @@ def test_fine_tuning_starts_from_a_published_model(face_folder, tmp_path):
         assert torch.equal(value, after.state_dict()[key]), key  # lr 0: fine-tuning kept the published weights
 
 
+def test_fine_tuning_can_add_au_modulation_without_changing_the_edits(face_folder, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--data_dir", str(face_folder), *TINY, "--max_train_steps", "1", "--critic_steps", "1"]
+    assert run(train_command(*common, "--output_dir", str(first))).returncode == 0
+    result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(first / "model"),
+                               "--au_modulation", "--learning_rate", "0"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = DefGAN.from_pretrained(first / "model"), DefGAN.from_pretrained(second / "model")
+    assert after.deformer.au_modulation and after.texturer.au_modulation
+    generator = torch.Generator().manual_seed(0)
+    face, source, target = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1, *torch.rand(2, 2, 17, generator=generator)
+    with torch.no_grad():
+        assert torch.equal(before(face, source, target).image, after(face, source, target).image)
+
+
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(face_folder, tmp_path):
     out = tmp_path / "run"
     result = run(train_command("--data_dir", str(face_folder), "--output_dir", str(out), *TINY,

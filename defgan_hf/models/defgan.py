@@ -39,6 +39,28 @@ class DefGANOutput:
     mask: torch.Tensor
 
 
+def with_au_modulation(model: DefGAN) -> DefGAN:
+    """The same generators with AU-modulated normalisations added, for fine-tuning a paper-layout model.
+
+    The modulation starts at zero (:class:`~defgan_hf.models.blocks.AUModulatedNorm`), so the returned
+    model edits exactly as ``model`` does until it is trained. A model that has it is returned as is.
+
+    Raises:
+        ValueError: if the weights do not carry over (a bug, not a user error).
+    """
+    def modulated(network: nn.Module) -> nn.Module:
+        if network.au_modulation:
+            return network
+        rebuilt = type(network)(**{**network._hub_mixin_config, "au_modulation": True})
+        missing, unexpected = rebuilt.load_state_dict(network.state_dict(), strict=False)
+        if unexpected or any(".modulation." not in key for key in missing):
+            raise ValueError(f"weights did not carry over: missing {missing}, unexpected {unexpected}")
+        return rebuilt.to(next(network.parameters()).device).train(network.training)
+
+    deformer = None if model.deformer is None else modulated(model.deformer)
+    return DefGAN(modulated(model.texturer), deformer)
+
+
 class DefGAN(nn.Module, HubModel):
     """``G_Comp = G_Tex ∘ G_Def^W``: warp the face toward the target expression, then add texture.
 

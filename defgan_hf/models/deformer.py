@@ -7,7 +7,7 @@ from torch import nn
 
 from ..aus import NUM_AUS
 from ..warp import bounded_offset_grid
-from .blocks import Encoder, check_aus, check_image, conv_norm_relu, tile_aus
+from .blocks import AUSequential, Encoder, check_aus, check_image, conv_norm_relu, tile_aus
 from .hub import HubModel
 
 
@@ -26,10 +26,12 @@ class DeformationGenerator(nn.Module, HubModel):
         num_downsamples: stride-2 convolutions (and matching upsampling stages).
         num_res_blocks: residual blocks at the bottleneck.
         max_offset: largest displacement of any pixel, in pixels (the paper: 5 at 128×128).
+        au_modulation: also modulate the normalisations after the bottleneck by ``(x, y)``
+            (:class:`~defgan_hf.models.blocks.AUModulatedNorm`); False is the paper's layout.
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
-                 num_res_blocks: int = 6, max_offset: float = 5.0) -> None:
+                 num_res_blocks: int = 6, max_offset: float = 5.0, au_modulation: bool = False) -> None:
         super().__init__()
         if image_size % 2**num_downsamples:
             raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
@@ -38,14 +40,16 @@ class DeformationGenerator(nn.Module, HubModel):
         self.image_size = image_size
         self.num_aus = num_aus
         self.max_offset = max_offset
-        self.encoder = Encoder(3 + 2 * num_aus, width, num_downsamples, num_res_blocks)
+        self.au_modulation = au_modulation
+        modulating_aus = 2 * num_aus if au_modulation else 0
+        self.encoder = Encoder(3 + 2 * num_aus, width, num_downsamples, num_res_blocks, modulating_aus)
         layers: list[nn.Module] = []
         channels = self.encoder.out_channels
         for _ in range(num_downsamples):
             layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                       conv_norm_relu(channels, channels // 2, 3)]
+                       conv_norm_relu(channels, channels // 2, 3, modulating_aus=modulating_aus)]
             channels //= 2
-        self.decoder = nn.Sequential(*layers)
+        self.decoder = AUSequential(*layers)
         self.offset_head = nn.Conv2d(channels, 2, 7, padding=3, bias=False)
         # Start close to the identity warp (offsets of a fraction of a pixel) so early training is not
         # dominated by random motion, while keeping gradients flowing to every layer.
@@ -67,7 +71,7 @@ class DeformationGenerator(nn.Module, HubModel):
         check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
         s = self.image_size
         aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
-        features = self.decoder(self.encoder(torch.cat((image, tile_aus(aus, s, s)), dim=1)))
+        features = self.decoder(self.encoder(torch.cat((image, tile_aus(aus, s, s)), dim=1), aus), aus)
         return bounded_offset_grid(self.offset_head(features), self.max_offset)
 
     def usage_example(self) -> str:

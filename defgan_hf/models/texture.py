@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..aus import NUM_AUS
-from .blocks import Encoder, check_aus, check_image, tile_aus
+from .blocks import AUSequential, Encoder, check_aus, check_image, instance_norm, tile_aus
 from .hub import HubModel
 
 
@@ -33,26 +33,30 @@ class TextureGenerator(nn.Module, HubModel):
         width: channels after the first convolution; doubled by each downsampling.
         num_downsamples: stride-2 convolutions (and matching transposed convolutions).
         num_res_blocks: residual blocks at the bottleneck.
+        au_modulation: also modulate the normalisations after the bottleneck by ``y``
+            (:class:`~defgan_hf.models.blocks.AUModulatedNorm`); False is the paper's layout.
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
-                 num_res_blocks: int = 6) -> None:
+                 num_res_blocks: int = 6, au_modulation: bool = False) -> None:
         super().__init__()
         if image_size % 2**num_downsamples:
             raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
         self.image_size = image_size
         self.num_aus = num_aus
-        self.encoder = Encoder(3 + num_aus, width, num_downsamples, num_res_blocks)
+        self.au_modulation = au_modulation
+        modulating_aus = num_aus if au_modulation else 0
+        self.encoder = Encoder(3 + num_aus, width, num_downsamples, num_res_blocks, modulating_aus)
         layers: list[nn.Module] = []
         channels = self.encoder.out_channels
         for _ in range(num_downsamples):
             layers += [
                 nn.ConvTranspose2d(channels, channels // 2, 4, stride=2, padding=1, bias=False),
-                nn.InstanceNorm2d(channels // 2, affine=True),
+                instance_norm(channels // 2, modulating_aus),
                 nn.ReLU(inplace=True),
             ]
             channels //= 2
-        self.decoder = nn.Sequential(*layers)
+        self.decoder = AUSequential(*layers)
         self.color_head = nn.Sequential(nn.Conv2d(channels, 3, 7, padding=3, bias=False), nn.Tanh())
         self.mask_head = nn.Sequential(nn.Conv2d(channels, 1, 7, padding=3, bias=False), nn.Sigmoid())
 
@@ -67,8 +71,9 @@ class TextureGenerator(nn.Module, HubModel):
         """
         check_image(image, self.image_size, type(self).__name__)
         check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
-        x = torch.cat((image, tile_aus(target_aus.to(image.dtype), self.image_size, self.image_size)), dim=1)
-        features = self.decoder(self.encoder(x))
+        aus = target_aus.to(image.dtype)
+        x = torch.cat((image, tile_aus(aus, self.image_size, self.image_size)), dim=1)
+        features = self.decoder(self.encoder(x, aus), aus)
         return TextureOutput(self.color_head(features), self.mask_head(features))
 
     def usage_example(self) -> str:
