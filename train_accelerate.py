@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       "that the critic does not learn a small dataset's AUs by heart.")
     data.add_argument("--target_noise", type=float, default=0.1,
                       help="Target AUs are another sample's AUs plus U(-noise, noise), as in GANimation.")
+    data.add_argument("--single_au_targets", type=float, default=0.0,
+                      help="Fraction of targets that keep the face's own AUs but one, set to U(0, 1) (not in the "
+                           "paper): teaches edits that change the requested AU alone, as the app's sliders ask.")
     data.add_argument("--dataloader_num_workers", type=int, default=2)
 
     run = parser.add_argument_group("run")
@@ -481,7 +484,8 @@ def main(args: argparse.Namespace) -> None:
         batches_to_skip = 0
         pending: list[Batch] = []
         for real, source_aus in epoch_loader:
-            pending.append((real, source_aus, sample_target_aus(source_aus, noise=args.target_noise)))
+            pending.append((real, source_aus, sample_target_aus(source_aus, noise=args.target_noise,
+                                                                  single_au_fraction=args.single_au_targets)))
             if len(pending) < args.gradient_accumulation_steps:
                 continue
             # The learning rate is a function of the step counter, which checkpoints restore.

@@ -608,17 +608,25 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 # Training targets
 
 
-def sample_target_aus(aus: torch.Tensor, generator: torch.Generator | None = None, noise: float = 0.1) -> torch.Tensor:
-    """Target AUs for training: the AUs of another sample of the batch, jittered.
+def sample_target_aus(aus: torch.Tensor, generator: torch.Generator | None = None, noise: float = 0.1,
+                      single_au_fraction: float = 0.0) -> torch.Tensor:
+    """Target AUs for training: the AUs of another sample of the batch, jittered; or one AU changed.
 
     As in GANimation: each image gets the AU vector of a randomly chosen other image (here a random
     permutation of the batch), plus uniform noise ``U(−noise, noise)``, clipped to ``[0, 1]``. With a
     batch of one, the target is the image's own AUs plus noise.
 
+    With ``single_au_fraction`` > 0 (not in the paper), that fraction of the images instead keep their
+    own AUs but one, drawn at random, which gets a value drawn from ``U(0, 1)``. Real AU vectors change
+    many correlated AUs at once (a smile raises AU06, AU12 and often AU25 together), so generators trained
+    only on them learn edits that drag the correlated AUs along; one-AU targets make the expression loss
+    ask for one AU to change and every other to stay, which is what a per-AU slider asks for.
+
     Args:
         aus: ``(N, 17)`` source AUs in ``[0, 1]``.
         generator: random generator for reproducible targets; torch's global one if None.
         noise: half-width of the uniform noise, ``>= 0``.
+        single_au_fraction: probability, per image, of a one-AU target, in ``[0, 1]``.
 
     Returns:
         ``(N, 17)`` target AUs in ``[0, 1]``, same dtype and device as ``aus``.
@@ -627,8 +635,20 @@ def sample_target_aus(aus: torch.Tensor, generator: torch.Generator | None = Non
         raise ValueError(f"aus must have shape (N, {NUM_AUS}), got {tuple(aus.shape)}.")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}.")
+    if not 0.0 <= single_au_fraction <= 1.0:
+        raise ValueError(f"single_au_fraction must be in [0, 1], got {single_au_fraction}.")
     # Draw on the generator's device (a CPU generator cannot fill a CUDA tensor), then move.
     device = aus.device if generator is None else generator.device
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=generator, device=device, dtype=aus.dtype).to(aus.device)
+
     permutation = torch.randperm(aus.shape[0], generator=generator, device=device).to(aus.device)
-    jitter = torch.rand(aus.shape, generator=generator, device=device, dtype=aus.dtype).to(aus.device)
-    return (aus[permutation] + (2.0 * jitter - 1.0) * noise).clamp(0.0, 1.0)
+    targets = (aus[permutation] + (2.0 * uniform(*aus.shape) - 1.0) * noise).clamp(0.0, 1.0)
+    if single_au_fraction == 0.0:
+        return targets
+    rows = torch.arange(aus.shape[0], device=aus.device)
+    changed = torch.randint(NUM_AUS, (aus.shape[0],), generator=generator, device=device).to(aus.device)
+    one_au = aus.clone()
+    one_au[rows, changed] = uniform(aus.shape[0])
+    return torch.where(uniform(aus.shape[0], 1) < single_au_fraction, one_au, targets)

@@ -452,3 +452,18 @@ def test_target_aus_without_noise_permute_the_batch_reproducibly() -> None:
     assert not torch.equal(first, aus)
     with pytest.raises(ValueError, match=r"shape \(N, 17\)"):
         sample_target_aus(aus[:, :5])
+
+
+def test_single_au_targets_change_one_au_and_keep_the_others() -> None:
+    aus = torch.rand(64, NUM_AUS, generator=torch.Generator().manual_seed(3))
+
+    everyone = sample_target_aus(aus, generator=torch.Generator().manual_seed(4), single_au_fraction=1.0)
+    assert ((everyone != aus).sum(dim=1) == 1).all()  # one AU each (a redrawn value is never exactly the old)
+    assert everyone.min() >= 0.0 and everyone.max() <= 1.0
+    assert len(set((everyone != aus).float().argmax(dim=1).tolist())) > NUM_AUS // 2  # which AU varies
+
+    half = sample_target_aus(aus, generator=torch.Generator().manual_seed(4), single_au_fraction=0.5)
+    one_au = (half != aus).sum(dim=1) == 1
+    assert 16 < one_au.sum() < 48  # the rest are other samples' AUs, which differ in many AUs
+    with pytest.raises(ValueError, match="single_au_fraction"):
+        sample_target_aus(aus, single_au_fraction=1.5)

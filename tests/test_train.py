@@ -112,12 +112,12 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_the_requested_step(fac
     assert state == {"global_step": 30}
 
 
-def test_texture_only_trains_with_augmentation_and_saves_without_a_deformer(face_folder, tmp_path, monkeypatch):
+def test_texture_only_trains_with_augmentation_and_one_au_targets_and_saves_without_a_deformer(face_folder, tmp_path, monkeypatch):
     out = tmp_path / "run"
     monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
     result = run(train_command("--data_dir", str(face_folder), "--output_dir", str(out), *TINY,
                                "--max_train_steps", "2", "--critic_steps", "1", "--texture_only", "--augment",
-                               "--logger", "trackio", "--sample_steps", "1"))
+                               "--single_au_targets", "0.5", "--logger", "trackio", "--sample_steps", "1"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "trackio" / "defgan.db").is_file()
     model = DefGAN.from_pretrained(out / "model")
