@@ -12,9 +12,8 @@ class AUModulatedNorm(nn.InstanceNorm2d):
 
     Why: the paper's generators see the AUs only as constant channels tiled over the input, and the
     first InstanceNorm subtracts each channel's spatial mean, so away from the image border the AUs
-    survive only as a faint shift of the normalisation statistics. Small networks trained briefly then
-    learn edits that barely depend on *which* AU changed. Modulating the normalisations after the
-    bottleneck hands every AU to the layers that decide where pixels move. ``W_γ, W_β`` start at zero,
+    survive only as a faint shift of the normalisation statistics. Modulating the normalisations after
+    the bottleneck hands every AU to the layers that decide where pixels move. ``W_γ, W_β`` start at zero,
     so a network gains the modulation without changing its outputs (fine-tuning adds it to a trained
     model, see :func:`~defgan_hf.models.defgan.with_au_modulation`). Off by default: the paper's layout.
 
