@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from defgan_hf import DEFAULT_MODEL, DefGANPipeline  # noqa: E402
 from defgan_hf.assets import fetch  # noqa: E402
-from defgan_hf.regions import REGION_EDITS, RESTING_SAMPLE_PHOTOS, measure_face, region_motion  # noqa: E402
+from defgan_hf.regions import REGION_EDITS, RESTING_SAMPLE_PHOTOS, measure_face, per_au_edit_motion  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "region_motion.json"
 
@@ -34,12 +34,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "region_motion.json"
 def measure(model: str) -> dict[str, dict[str, dict[str, float]]]:
     """Region at rest → edit name → region → mean motion in pixels."""
     pipeline = DefGANPipeline.from_pretrained(model)
-    results = {}
-    for region, photos in RESTING_SAMPLE_PHOTOS.items():
-        faces = [measure_face(pipeline, pipeline.detect(fetch(name))) for name in photos]
-        results[region] = {name: region_motion(pipeline, faces, aus=aus, relative=True)
-                           for edits in REGION_EDITS.values() for name, aus in edits.items()}  # fmt: skip
-    return results
+    faces = {region: [measure_face(pipeline, pipeline.detect(fetch(name))) for name in photos]
+             for region, photos in RESTING_SAMPLE_PHOTOS.items()}  # fmt: skip
+    return per_au_edit_motion(pipeline, faces)
 
 
 def learned(results: dict[str, dict[str, dict[str, float]]], region: str) -> bool:

@@ -9,7 +9,7 @@ the crop pixels near the region's landmarks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,3 +93,19 @@ def region_motion(pipeline: DefGANPipeline, faces: Sequence[MeasuredFace], **edi
         for region, mask in measured.regions.items():
             totals[region] += float(motion[mask].mean()) / len(faces)
     return totals
+
+
+def per_au_edit_motion(pipeline: DefGANPipeline, faces: Mapping[str, Sequence[MeasuredFace]]
+                       ) -> dict[str, dict[str, dict[str, float]]]:
+    """Every edit of :data:`REGION_EDITS`, applied relatively to each group of faces.
+
+    Args:
+        pipeline: a DefGAN pipeline.
+        faces: region at rest → faces read by :func:`measure_face` with ``pipeline``.
+
+    Returns:
+        Region at rest → edit name → region → mean motion in pixels (:func:`region_motion`).
+    """
+    return {resting: {name: region_motion(pipeline, group, aus=aus, relative=True)
+                      for edits in REGION_EDITS.values() for name, aus in edits.items()}
+            for resting, group in faces.items()}  # fmt: skip

@@ -14,6 +14,7 @@ from defgan_hf.regions import (
     RESTING_SAMPLE_PHOTOS,
     MeasuredFace,
     measure_face,
+    per_au_edit_motion,
     region_motion,
 )
 
@@ -39,6 +40,12 @@ def faces(pipeline, sample_media) -> dict[str, list[MeasuredFace]]:
     names = {name for names in RESTING_SAMPLE_PHOTOS.values() for name in names}
     measured = {name: measure_face(pipeline, pipeline.detect(sample_media(name))) for name in names}
     return {region: [measured[name] for name in names] for region, names in RESTING_SAMPLE_PHOTOS.items()}
+
+
+@pytest.fixture(scope="module")
+def edit_motion(pipeline, faces) -> dict[str, dict[str, dict[str, float]]]:
+    """Region at rest → per-AU edit → region → mean motion in pixels, each edit computed once."""
+    return per_au_edit_motion(pipeline, faces)
 
 
 def test_default_model_is_a_complete_hub_folder_within_the_size_limit():
@@ -67,33 +74,30 @@ def test_model_card_states_data_licences_command_evaluation_and_limits():
         assert machine_path not in card
 
 
-def assert_moves_its_region_most(pipeline, faces: list[MeasuredFace], name: str, aus: dict[str, float],
-                                 region: str) -> None:
-    """A relative edit of ``aus`` moves ``region`` visibly, and more than the other region."""
-    motion = region_motion(pipeline, faces, aus=aus, relative=True)
+def assert_moves_its_region_most(edit_motion, name: str, region: str) -> None:
+    """On faces at rest in ``region``, the edit ``name`` moves it visibly, and more than the other region."""
+    motion = edit_motion[region][name]
     (other,) = set(REGION_LANDMARKS) - {region}
     assert motion[region] > MIN_MOTION_PX, f"{name}: the deformation barely moves the {region} ({motion})"
     assert motion[region] > motion[other], f"{name}: the {other} move more than the {region} ({motion})"
 
 
 @pytest.mark.parametrize("name", REGION_EDITS["brows"])
-def test_brow_edits_move_the_brows_more_than_the_mouth(pipeline, faces, name):
-    assert_moves_its_region_most(pipeline, faces["brows"], name, REGION_EDITS["brows"][name], "brows")
+def test_brow_edits_move_the_brows_more_than_the_mouth(edit_motion, name):
+    assert_moves_its_region_most(edit_motion, name, "brows")
 
 
 @pytest.mark.parametrize("name", [
     "lip corner puller", pytest.param("lips part and jaw drop", marks=MOUTH_NOT_LEARNED)])  # fmt: skip
-def test_mouth_edits_move_the_mouth_more_than_the_brows(pipeline, faces, name):
-    assert_moves_its_region_most(pipeline, faces["mouth"], name, REGION_EDITS["mouth"][name], "mouth")
+def test_mouth_edits_move_the_mouth_more_than_the_brows(edit_motion, name):
+    assert_moves_its_region_most(edit_motion, name, "mouth")
 
 
 @pytest.mark.parametrize("region", ["brows", pytest.param("mouth", marks=MOUTH_NOT_LEARNED)])
-def test_a_regions_edits_move_it_more_than_the_other_regions_edits_do(pipeline, faces, region):
+def test_a_regions_edits_move_it_more_than_the_other_regions_edits_do(edit_motion, region):
     (other,) = set(REGION_EDITS) - {region}
-    own = {name: region_motion(pipeline, faces[region], aus=aus, relative=True)[region]
-           for name, aus in REGION_EDITS[region].items()}  # fmt: skip
-    others = {name: region_motion(pipeline, faces[region], aus=aus, relative=True)[region]
-              for name, aus in REGION_EDITS[other].items()}  # fmt: skip
+    own = {name: edit_motion[region][name][region] for name in REGION_EDITS[region]}
+    others = {name: edit_motion[region][name][region] for name in REGION_EDITS[other]}
     assert min(own.values()) > max(others.values()), \
         f"{region} motion of {region} edits {own}, of {other} edits {others}"
 

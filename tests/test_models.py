@@ -137,4 +137,3 @@ def test_au_modulation_is_added_at_zero_to_a_trained_model():
     with torch.no_grad():
         before, after = model(image, source, target), modulated(image, source, target)
     assert torch.equal(before.grid, after.grid) and torch.equal(before.image, after.image)
-
