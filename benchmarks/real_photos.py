@@ -20,7 +20,7 @@ Per preset and model, averaged over faces:
   different photos) is reported once as "different people". Pairs within one photo are left out because
   ``facetorch_face_swap_pair.jpg`` shows the same head twice, once with a swapped face.
 - **AU progress toward the target**: the annotator of the training labels
-  (:func:`defgan_hf.annotate.estimate_aus` on :func:`defgan_hf.face.detect_face` of the crop) reads the input
+  (:func:`defgan_hf.au_estimation.estimate_aus` on :func:`defgan_hf.face.detect_face` of the crop) reads the input
   crop (``before``) and the edited crop (``after``), both at 128 px. For each AU whose target differs from
   ``before`` by more than ``--min_gap`` (0.1 on the 0–1 scale), ``progress = (after − before) ·
   sign(target − before)``. The table gives the mean progress over those (face, AU) pairs and the fraction of
@@ -61,7 +61,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
-from defgan_hf.annotate import estimate_aus
+from defgan_hf.au_estimation import estimate_aus
 from defgan_hf.assets import cache_dir
 from defgan_hf.face import NoFaceError, detect_face, detect_faces
 from defgan_hf.identity import load_identity_model

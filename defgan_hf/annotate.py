@@ -9,14 +9,16 @@ cut the aligned crop (:func:`defgan_hf.face.align_face`), estimate its 17 AU int
 - ``OUT_DIR/aus.csv``: a ``file`` column (the crop's path under ``imgs/``), then ``AU01_r … AU45_r`` on
   OpenFace's 0–5 scale, then ``source`` (the input file): what :func:`defgan_hf.data.read_au_labels`
   reads;
+- ``OUT_DIR/landmarks.csv``: ``file``, the head pose (``yaw``, ``pitch``, ``roll`` in degrees), then
+  the 478 face-mesh landmarks ``x0, y0, … x477, y477`` in pixels of the crop: the face's geometry, from
+  which :mod:`defgan_hf.motion` learns what each AU does (:func:`defgan_hf.data.read_landmarks` reads it);
 - ``OUT_DIR/failed.csv``: ``file``, ``reason`` for each input that failed in this run (not an image,
   truncated, no face…). The run goes on past failures and exits with 0.
 
 A second run into the same ``OUT_DIR`` skips the inputs already in ``aus.csv`` and retries the others.
 
-AU estimates come from MediaPipe's blendshapes, which are scores in ``[0, 1]`` like the AU vector,
-and from landmarks where no blendshape measures the AU. They approximate an AU detector such as
-OpenFace; they are not a FACS coder's judgement.
+AU estimates come from :func:`defgan_hf.au_estimation.estimate_aus` (MediaPipe's blendshapes, and
+landmarks where no blendshape measures the AU).
 """
 
 from __future__ import annotations
@@ -36,71 +38,24 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .aus import AU_NAMES
-from .data import AU_SCALE, IMAGE_FOLDER, TABLE_FILE
-from .face import Face, NoFaceError, align_face, detect_face, load_image
+from .au_estimation import estimate_aus
+from .data import AU_SCALE, IMAGE_FOLDER, LANDMARKS_FILE, TABLE_FILE, landmark_table_header
+from .face import NoFaceError, align_face, detect_face, load_image
 
 FAILED_FILE = "failed.csv"
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 """Suffixes (lower case) of the files read as videos; every other file is tried as an image."""
 
-BLENDSHAPE_AUS: dict[str, tuple[str, ...]] = {
-    "AU01": ("browInnerUp",),
-    "AU02": ("browOuterUpLeft", "browOuterUpRight"),
-    "AU04": ("browDownLeft", "browDownRight"),
-    "AU05": ("eyeWideLeft", "eyeWideRight"),
-    # The nominal AU6 shape, cheekSquint, is always 0 in the Face Landmarker model (so is noseSneer).
-    # A raised cheek narrows the eye from below, which the model reports as eyeSquint; AU6 and AU7
-    # therefore share that one measurement.
-    "AU06": ("eyeSquintLeft", "eyeSquintRight"),
-    "AU07": ("eyeSquintLeft", "eyeSquintRight"),
-    "AU09": ("noseSneerLeft", "noseSneerRight"),
-    "AU10": ("mouthUpperUpLeft", "mouthUpperUpRight"),
-    "AU12": ("mouthSmileLeft", "mouthSmileRight"),
-    "AU14": ("mouthDimpleLeft", "mouthDimpleRight"),
-    "AU15": ("mouthFrownLeft", "mouthFrownRight"),
-    "AU17": ("mouthShrugLower",),
-    "AU20": ("mouthStretchLeft", "mouthStretchRight"),
-    "AU26": ("jawOpen",),
-    "AU45": ("eyeBlinkLeft", "eyeBlinkRight"),
-}
-"""AU → the MediaPipe blendshapes whose mean score is its intensity. AU23 and AU25 come from landmarks."""
 
-# Face-mesh indices of the lips: outer and inner midpoints of the upper and lower lip, the corners.
-_UPPER_LIP_OUTER, _UPPER_LIP_INNER, _LOWER_LIP_INNER, _LOWER_LIP_OUTER = 0, 13, 14, 17
-_MOUTH_CORNERS = (61, 291)
+@dataclass(frozen=True)
+class _Row:
+    """One face crop written: its path under imgs/, AUs in [0, 1], landmarks (478, 2) in crop pixels, pose."""
 
-LIPS_APART_FULL: float = 0.5
-"""AU25 (lips part) is the gap between the lips in eye distances, reaching 1 at this gap."""
-
-RELAXED_LIP_AREA: float = 0.25
-TIGHT_LIP_AREA: float = 0.10
-"""AU23 (lip tightener) narrows the red of the lips: their height (upper + lower) times the mouth's width,
-in squared eye distances, is about ``RELAXED_LIP_AREA`` on relaxed faces and falls to ``TIGHT_LIP_AREA``
-on tightly pressed lips; AU23 goes from 0 to 1 between the two. The product, unlike the height alone,
-does not fall when a smile stretches the lips."""
-
-
-def estimate_aus(face: Face) -> np.ndarray:
-    """Estimate the 17 AU intensities of a detected face.
-
-    Args:
-        face: from :func:`defgan_hf.face.detect_face` (needs its blendshapes and landmarks).
-
-    Returns:
-        ``(17,)`` float32 in ``[0, 1]`` (OpenFace ``AUxx_r / 5``) in the order of ``AU_NAMES``.
-    """
-    aus = np.zeros(len(AU_NAMES), dtype=np.float32)
-    for name, shapes in BLENDSHAPE_AUS.items():
-        aus[AU_NAMES.index(name)] = np.mean([face.blendshapes[shape] for shape in shapes])
-    mesh, unit = face.landmarks, face.eye_distance
-    gap = np.linalg.norm(mesh[_LOWER_LIP_INNER] - mesh[_UPPER_LIP_INNER]) / unit
-    lip_height = (np.linalg.norm(mesh[_UPPER_LIP_INNER] - mesh[_UPPER_LIP_OUTER])
-                  + np.linalg.norm(mesh[_LOWER_LIP_OUTER] - mesh[_LOWER_LIP_INNER])) / unit  # fmt: skip
-    mouth_width = np.linalg.norm(mesh[_MOUTH_CORNERS[1]] - mesh[_MOUTH_CORNERS[0]]) / unit
-    aus[AU_NAMES.index("AU25")] = gap / LIPS_APART_FULL
-    aus[AU_NAMES.index("AU23")] = (RELAXED_LIP_AREA - lip_height * mouth_width) / (RELAXED_LIP_AREA - TIGHT_LIP_AREA)
-    return np.clip(aus, 0.0, 1.0)
+    crop: str
+    aus: np.ndarray
+    landmarks: np.ndarray
+    pose: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -119,18 +74,19 @@ class _Job:
 @dataclass
 class _Outcome:
     key: str
-    rows: list[tuple[str, np.ndarray]] = field(default_factory=list)
-    """(crop path under imgs/, AU vector in [0, 1]) per face crop written."""
+    rows: list[_Row] = field(default_factory=list)
     failure: str | None = None
 
 
-def _annotate_face(photo: Image.Image, crop_name: str, job: _Job) -> tuple[str, np.ndarray]:
-    """Detect, crop and save the largest face of ``photo`` as ``imgs/<crop_name>``; its row of the table."""
+def _annotate_face(photo: Image.Image, crop_name: str, job: _Job) -> _Row:
+    """Detect, crop and save the largest face of ``photo`` as ``imgs/<crop_name>``; its row of the tables."""
     face = detect_face(photo)
     path = job.crop_folder / crop_name
     path.parent.mkdir(parents=True, exist_ok=True)
-    align_face(photo, face, job.size).image.save(path)
-    return crop_name, estimate_aus(face)
+    aligned = align_face(photo, face, job.size)
+    aligned.image.save(path)
+    crop_landmarks = face.landmarks[:, :2] @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]
+    return _Row(crop_name, estimate_aus(face), crop_landmarks, face.pose)
 
 
 def _video_frames(path: Path, every_nth_frame: int) -> Iterator[tuple[int, Image.Image]]:
@@ -210,6 +166,18 @@ def _done_sources(table: Path) -> set[str]:
         return {row[-1] for row in reader if row}
 
 
+def _check_landmark_table(path: Path) -> None:
+    """Refuse to append to a landmark table of another layout (a crop's row must line up with its header)."""
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8") as file:
+        if next(csv.reader(file), None) != landmark_table_header():
+            raise ValueError(
+                f"{path} was not written by this version of defgan-annotate (its columns differ), so this run "
+                "cannot add to it: choose another --out folder, or remove the file to start over."
+            )
+
+
 def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every_nth_frame: int = 1,
              workers: int = 1, progress: bool = True) -> AnnotationReport:  # fmt: skip
     """Annotate every image and video under ``images_dir`` into ``out_dir`` (see the module docstring).
@@ -224,8 +192,8 @@ def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every
 
     Raises:
         NotADirectoryError: if ``images_dir`` is not a folder.
-        ValueError: on a non-positive ``size``, ``every_nth_frame`` or ``workers``, or an ``aus.csv`` in
-            ``out_dir`` that this tool did not write.
+        ValueError: on a non-positive ``size``, ``every_nth_frame`` or ``workers``, or an ``aus.csv`` or
+            ``landmarks.csv`` in ``out_dir`` that this tool did not write.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if not images_dir.is_dir():
@@ -233,8 +201,9 @@ def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every
     for name, value in (("size", size), ("every_nth_frame", every_nth_frame), ("workers", workers)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}.")
-    table, failed_table = out_dir / TABLE_FILE, out_dir / FAILED_FILE
+    table, failed_table, landmark_table = out_dir / TABLE_FILE, out_dir / FAILED_FILE, out_dir / LANDMARKS_FILE
     done = _done_sources(table)
+    _check_landmark_table(landmark_table)
 
     failed: dict[str, str] = {}
     jobs: list[_Job] = []
@@ -257,12 +226,16 @@ def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every
 
     out_dir.mkdir(parents=True, exist_ok=True)
     crops = annotated = 0
-    new_table = not table.exists()
+    new_table, new_landmark_table = not table.exists(), not landmark_table.exists()
     with open(table, "a", newline="", encoding="utf-8") as table_file, \
+            open(landmark_table, "a", newline="", encoding="utf-8") as landmark_file, \
             open(failed_table, "w", newline="", encoding="utf-8") as failed_file:  # fmt: skip
         table_writer, failed_writer = csv.writer(table_file), csv.writer(failed_file)
+        landmark_writer = csv.writer(landmark_file)
         if new_table:
             table_writer.writerow(_table_header())
+        if new_landmark_table:
+            landmark_writer.writerow(landmark_table_header())
         failed_writer.writerow(["file", "reason"])
         for key, reason in failed.items():
             failed_writer.writerow([key, reason])
@@ -273,8 +246,12 @@ def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every
                 failed_writer.writerow([outcome.key, outcome.failure])
                 failed_file.flush()
                 continue
-            for crop, aus in outcome.rows:
-                table_writer.writerow([crop, *(f"{value * AU_SCALE:.3f}" for value in aus), outcome.key])
+            for row in outcome.rows:
+                table_writer.writerow([row.crop, *(f"{value * AU_SCALE:.3f}" for value in row.aus), outcome.key])
+                landmark_writer.writerow([row.crop, *(f"{angle:.2f}" for angle in row.pose),
+                                          *(f"{value:.2f}" for value in row.landmarks.ravel())])
+            # The landmarks first: a crop listed in aus.csv is done, so its landmarks must already be on disk.
+            landmark_file.flush()
             table_file.flush()
             annotated += 1
             crops += len(outcome.rows)

@@ -57,6 +57,15 @@ _EXPRESSION_PROTOTYPES: dict[str, dict[str, float]] = {
     "neutral": {},
 }
 
+AU_REGIONS: dict[str, tuple[str, ...]] = {
+    "brows": ("AU01", "AU02", "AU04"),
+    "lids": ("AU05", "AU07", "AU45"),
+    "cheeks": ("AU06",),
+    "nose and upper lip": ("AU09", "AU10"),
+    "mouth and chin": ("AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"),
+}
+"""Face region → the AUs that move it, as FACS describes them (an AU may act on more than one region)."""
+
 _AU_PATTERN = re.compile(r"^\s*au\s*0*(\d{1,2})\s*(?:_r)?\s*$", re.IGNORECASE)
 
 

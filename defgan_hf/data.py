@@ -70,6 +70,11 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 # The names the data directory layouts use (module docstring); defgan-annotate writes IMAGE_FOLDER and TABLE_FILE.
 IMAGE_FOLDER = "imgs"
 TABLE_FILE = "aus.csv"
+LANDMARKS_FILE = "landmarks.csv"
+"""Beside :data:`TABLE_FILE`: each crop's head pose and face-mesh landmarks (:func:`read_landmarks`)."""
+NUM_LANDMARKS: int = 478
+"""Points of MediaPipe's face mesh."""
+POSE_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll")
 GANIMATION_FILE = "aus_openface.pkl"
 OPENFACE_FOLDER = "processed"
 
@@ -311,6 +316,63 @@ def _normalise_key(key: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Face geometry
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    """The geometry of the faces of a data directory, one row per crop.
+
+    Attributes:
+        files: the crops' keys, as in :data:`TABLE_FILE` (paths under ``imgs/``).
+        landmarks: ``(N, 478, 2)`` float32 face-mesh points ``(x, y)`` in pixels of the crop.
+        pose: ``(N, 3)`` float32 head yaw, pitch and roll in degrees.
+    """
+
+    files: list[str]
+    landmarks: np.ndarray
+    pose: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def index(self) -> dict[str, int]:
+        """Crop key (normalised, as :func:`read_au_labels` keys labels) → row."""
+        return {_normalise_key(file): row for row, file in enumerate(self.files)}
+
+
+def landmark_table_header() -> list[str]:
+    """The columns of :data:`LANDMARKS_FILE`: ``file``, ``yaw``, ``pitch``, ``roll``, ``x0, y0, … x477, y477``."""
+    return ["file", *POSE_NAMES, *(f"{axis}{point}" for point in range(NUM_LANDMARKS) for axis in "xy")]
+
+
+def read_landmarks(path: str | Path) -> FaceGeometry:
+    """Read a :data:`LANDMARKS_FILE` as ``defgan-annotate`` writes it (columns by name).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: on missing columns or values that are not numbers, naming the line.
+    """
+    path = Path(path)
+    header, rows = _read_csv(path)
+    names = landmark_table_header()
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing[:5]}{' …' if len(missing) > 5 else ''}; write it with "
+                         "defgan-annotate.")  # fmt: skip
+    columns = [header.index(name) for name in names[1:]]
+    files, values = [], np.empty((len(rows), len(columns)), dtype=np.float32)
+    for line, row in enumerate(rows, start=2):
+        try:
+            values[len(files)] = [float(row[column]) for column in columns]
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}, line {line}: a pose or landmark value is missing or not a number.") from None
+        files.append(row[header.index("file")])
+    values = values[: len(files)]
+    return FaceGeometry(files, values[:, len(POSE_NAMES):].reshape(-1, NUM_LANDMARKS, 2), values[:, :len(POSE_NAMES)])
+
+
+# ---------------------------------------------------------------------------------------------------
 # Data directory layouts
 
 
@@ -322,11 +384,13 @@ class DataLayout:
         image_dir: folder searched recursively for images.
         labels: a table CSV, a GANimation pickle or a folder of OpenFace CSVs (:func:`read_au_labels`).
         split_ids: the ``{split}_ids.csv`` selecting a subset of the images, or None for all of them.
+        landmarks: the :data:`LANDMARKS_FILE` beside the labels (:func:`read_landmarks`), or None.
     """
 
     image_dir: Path
     labels: Path
     split_ids: Path | None = None
+    landmarks: Path | None = None
 
 
 def find_data_layout(data_dir: str | Path, split: str | None = None) -> DataLayout:
@@ -368,7 +432,8 @@ def find_data_layout(data_dir: str | Path, split: str | None = None) -> DataLayo
                 f"Split {split!r} needs {split_ids}, which does not exist; use all images (no split) or write one "
                 "image id per line there."
             )
-    return DataLayout(image_dir=image_dir, labels=labels, split_ids=split_ids)
+    landmarks = data_dir / LANDMARKS_FILE if (data_dir / LANDMARKS_FILE).is_file() else None
+    return DataLayout(image_dir=image_dir, labels=labels, split_ids=split_ids, landmarks=landmarks)
 
 
 

@@ -81,10 +81,13 @@ class Face:
         landmarks: ``(478, 3)`` float64 MediaPipe face mesh: ``x``, ``y`` in photo pixels, ``z`` the
             relative depth on the same scale as ``x`` (smaller is nearer the camera).
         blendshapes: MediaPipe's 52 blendshape scores in ``[0, 1]``, by name (``"mouthSmileLeft"``…).
+        pose: ``(yaw, pitch, roll)`` of the head in degrees, from MediaPipe's facial transformation
+            matrix (0 for a frontal, upright face), or None where it was not estimated.
     """
 
     landmarks: np.ndarray
     blendshapes: dict[str, float]
+    pose: tuple[float, float, float] | None = None
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -150,6 +153,7 @@ def _landmarker() -> tuple[object, threading.Lock]:
         running_mode=vision.RunningMode.IMAGE,
         num_faces=MAX_FACES,
         output_face_blendshapes=True,
+        output_facial_transformation_matrixes=True,
     )
     return vision.FaceLandmarker.create_from_options(options), threading.Lock()
 
@@ -177,14 +181,30 @@ def _detect_in(image: Image.Image, offset: tuple[int, int] = (0, 0)) -> list[Fac
     with lock:
         result = landmarker.detect(frame)
     faces = []
-    for mesh, shapes in zip(result.face_landmarks, result.face_blendshapes):
+    for mesh, shapes, transformation in zip(result.face_landmarks, result.face_blendshapes,
+                                            result.facial_transformation_matrixes):
         normalised = np.array([(point.x, point.y, point.z) for point in mesh], dtype=np.float64)
         # MediaPipe normalises x by the width, y by the height and z roughly like x; its pixel centres
         # are at integer coordinates, which scaling keeps in place: x → (x + 0.5) / scale − 0.5.
         landmarks = normalised * (image.width, image.height, image.width) / scale
         landmarks[:, :2] += np.array(offset) + 0.5 / scale - 0.5
-        faces.append(Face(landmarks=landmarks, blendshapes={s.category_name: float(s.score) for s in shapes}))
+        faces.append(Face(landmarks=landmarks, blendshapes={s.category_name: float(s.score) for s in shapes},
+                          pose=head_pose(np.asarray(transformation))))
     return faces
+
+
+def head_pose(transformation: np.ndarray) -> tuple[float, float, float]:
+    """``(yaw, pitch, roll)`` in degrees of MediaPipe's ``(4, 4)`` facial transformation matrix.
+
+    The matrix maps MediaPipe's canonical face model (x to the face's left as seen in the image, y up,
+    z toward the camera) into camera space; its rotation is decomposed as ``R = R_z(roll) R_y(yaw) R_x(pitch)``.
+    Yaw is positive when the face turns toward the image's right, pitch when it looks down.
+    """
+    rotation = transformation[:3, :3] / np.linalg.norm(transformation[:3, :3], axis=0)
+    yaw = np.degrees(np.arcsin(-np.clip(rotation[2, 0], -1.0, 1.0)))
+    pitch = np.degrees(np.arctan2(rotation[2, 1], rotation[2, 2]))
+    roll = np.degrees(np.arctan2(rotation[1, 0], rotation[0, 0]))
+    return float(yaw), float(pitch), float(roll)
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

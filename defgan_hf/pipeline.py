@@ -3,6 +3,10 @@
 photo → detect the face (MediaPipe) → aligned crop at the model's resolution → source AUs → target
 AUs (a preset expression and intensity, and/or named AUs) → DefGAN → paste the edited crop back, so
 that only the face region of the photo changes.
+
+A model folder with a motion model (:mod:`defgan_hf.motion`) can also edit by motion alone, with no
+network: the crop warped by the grid the motion model draws through the face's own landmarks
+(``motion_model_only=True``).
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .annotate import estimate_aus
+from .au_estimation import estimate_aus
 from .aus import AU_NAMES, NUM_AUS, au_vector, canonical_au_name, interpolate_expression
 from .face import AlignedFace, align_face, detect_face, paste_back
 from .images import image_to_tensor, load_image, tensor_to_image
-from .models import DISCRIMINATOR_FOLDER, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
+from .models import (DISCRIMINATOR_FOLDER, MOTION_FOLDER, DefGAN, DefGANOutput, DeformationGenerator, Discriminator,
+                     TextureGenerator)  # fmt: skip
+from .motion import MotionModel
 from .visualize import deformation_lines, difference_heatmap, mask_to_image
+from .warp import warp
 
 PhotoInput = str | Path | Image.Image | np.ndarray
 
@@ -43,6 +50,12 @@ class DetectedFace:
     photo: Image.Image
     aligned: AlignedFace
     source_aus: torch.Tensor
+
+    @property
+    def landmarks(self) -> torch.Tensor:
+        """``(478, 2)`` float32 face-mesh landmarks in pixels of the aligned crop."""
+        matrix = self.aligned.matrix
+        return torch.from_numpy((self.aligned.face.landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]).astype("float32"))
 
 
 @dataclass
@@ -90,10 +103,11 @@ class DefGANPipeline:
         au_source: how the expression of the input face is estimated: ``"landmarks"`` (MediaPipe's
             blendshapes and landmarks, as ``defgan-annotate`` labels training data, so the model is
             conditioned the way it was trained) or ``"discriminator"`` (the discriminator's AU head).
+        motion_model: the motion model of the model folder, for edits by motion alone (or None).
     """
 
     def __init__(self, model: DefGAN, discriminator: Discriminator | None = None,
-                 au_source: AUSource = "landmarks") -> None:
+                 au_source: AUSource = "landmarks", motion_model: MotionModel | None = None) -> None:
         if au_source not in ("landmarks", "discriminator"):
             raise ValueError(f"au_source must be 'landmarks' or 'discriminator', got {au_source!r}.")
         if au_source == "discriminator" and discriminator is None:
@@ -101,6 +115,10 @@ class DefGANPipeline:
         self.model = model.eval()
         self.discriminator = discriminator.eval() if discriminator is not None else None
         self.au_source = au_source
+        if motion_model is not None and motion_model.image_size != model.image_size:
+            raise ValueError(f"The motion model works on {motion_model.image_size}px crops but the model on "
+                             f"{model.image_size}px; fit the motion model at the model's size.")  # fmt: skip
+        self.motion_model = motion_model
 
     @property
     def deformer(self) -> DeformationGenerator | None:
@@ -123,7 +141,8 @@ class DefGANPipeline:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, device: str | torch.device = "cpu",
                         au_source: AUSource = "landmarks", **hub_kwargs: object) -> DefGANPipeline:
-        """Load a DefGAN repo (Hub repo id or local folder): its generators and, when it has one, its discriminator.
+        """Load a DefGAN repo (Hub repo id or local folder): its generators and, when it has them, its
+        discriminator and its motion model.
 
         Extra keyword arguments (``revision``, ``cache_dir``, ``token``, ``local_files_only``…) go to
         ``from_pretrained`` of each network.
@@ -134,13 +153,19 @@ class DefGANPipeline:
                                                           map_location=device, **hub_kwargs)
         except FileNotFoundError:
             discriminator = None
-        return cls(model, discriminator, au_source)
+        try:
+            motion_model = MotionModel.from_pretrained(pretrained_model_name_or_path, subfolder=MOTION_FOLDER,
+                                                       map_location=device, **hub_kwargs)  # fmt: skip
+        except FileNotFoundError:
+            motion_model = None
+        return cls(model, discriminator, au_source, motion_model)
 
     def to(self, device: str | torch.device) -> DefGANPipeline:
         """Move the networks to ``device``."""
         self.model.to(device)
-        if self.discriminator is not None:
-            self.discriminator.to(device)
+        for network in (self.discriminator, self.motion_model):
+            if network is not None:
+                network.to(device)
         return self
 
     def estimate_source_aus(self, crop: torch.Tensor, aligned: AlignedFace) -> torch.Tensor:
@@ -198,14 +223,19 @@ class DefGANPipeline:
 
     @torch.no_grad()
     def edit_face(self, face: DetectedFace, target_aus: torch.Tensor | None = None, expression: str | None = None,
-                  intensity: float = 1.0, aus: Mapping[str, float] | None = None,
-                  relative: bool = False) -> DefGANPipelineOutput:
+                  intensity: float = 1.0, aus: Mapping[str, float] | None = None, relative: bool = False,
+                  motion_model_only: bool = False) -> DefGANPipelineOutput:
         """Edit a detected face.
 
         Args:
             face: from :meth:`detect`.
             target_aus: ``(17,)`` in ``[0, 1]``; if None, built by :meth:`target_aus` from ``expression``,
                 ``intensity``, ``aus`` and ``relative``.
+            motion_model_only: edit by the motion model's grid alone (no network, no new texture: the
+                mask is 0); needs a model folder with a motion model.
+
+        Raises:
+            ValueError: on a bad target, or ``motion_model_only`` without a motion model.
         """
         if target_aus is None:
             target_vector = self.target_aus(face.source_aus, expression, intensity, aus, relative)
@@ -216,7 +246,10 @@ class DefGANPipeline:
         photo, aligned, source = face.photo, face.aligned, face.source_aus
         device = self.device
         crop = image_to_tensor(aligned.image).to(device)
-        edit = self.model(crop, source[None].to(device), target_vector[None].to(device))
+        if motion_model_only:
+            edit = self.motion_model_edit(crop, face, target_vector)
+        else:
+            edit = self.model(crop, source[None].to(device), target_vector[None].to(device))
         edited_crop = tensor_to_image(edit.image)
         return DefGANPipelineOutput(
             image=paste_back(photo, edited_crop, aligned),
@@ -232,9 +265,29 @@ class DefGANPipeline:
             aligned=aligned,
         )
 
+    def _require_motion_model(self) -> None:
+        if self.motion_model is None:
+            raise ValueError("This model folder has no motion model (motion/): fit one into it with "
+                             "`defgan-fit-motion DATA_DIR --out MODEL_FOLDER`.")  # fmt: skip
+
+    def motion_model_edit(self, crop: torch.Tensor, face: DetectedFace, target_aus: torch.Tensor) -> DefGANOutput:
+        """The edit by motion alone: ``crop`` warped by the motion model's grid, no texture (``M = 0``).
+
+        Args:
+            crop: ``(1, 3, S, S)`` in ``[-1, 1]``, the aligned crop of ``face``.
+            target_aus: ``(17,)`` in ``[0, 1]``.
+        """
+        self._require_motion_model()
+        grid = self.motion_model.grid(face.landmarks[None].to(crop.device), face.source_aus[None].to(crop.device),
+                                      target_aus[None].to(crop.device)).to(crop.dtype)  # fmt: skip
+        deformed = warp(crop, grid)
+        return DefGANOutput(image=deformed, deformed=deformed, grid=grid, color=deformed,
+                            mask=torch.zeros_like(crop[:, :1]))  # fmt: skip
+
     def __call__(self, image: PhotoInput | Sequence[PhotoInput], expression: str | None = None,
                  intensity: float = 1.0, aus: Mapping[str, float] | None = None, relative: bool = False,
-                 face_index: int | None = None) -> DefGANPipelineOutput | list[DefGANPipelineOutput]:
+                 face_index: int | None = None,
+                 motion_model_only: bool = False) -> DefGANPipelineOutput | list[DefGANPipelineOutput]:
         """Edit the expression of a face in one photo or in each photo of a list.
 
         Args:
@@ -244,6 +297,7 @@ class DefGANPipeline:
             aus: named AUs, e.g. ``{"AU12": 0.9, "AU06": 0.6}``: set (or, with ``relative``, added).
             relative: add ``aus`` to the source AUs instead of setting them.
             face_index: which face: None or 0 is the largest, 1 the second largest, …
+            motion_model_only: edit by the motion model alone (:meth:`motion_model_edit`).
 
         Returns:
             A :class:`DefGANPipelineOutput` (a list of them for a list of photos).
@@ -253,7 +307,9 @@ class DefGANPipeline:
             ValueError: on unknown expression or AU names and values out of range.
         """
         if isinstance(image, Sequence) and not isinstance(image, str):
-            return [self(one, expression, intensity, aus, relative, face_index) for one in image]
+            return [self(one, expression, intensity, aus, relative, face_index, motion_model_only) for one in image]
         self.target_aus(torch.zeros(NUM_AUS), expression, intensity, aus, relative)  # bad arguments fail before detection
+        if motion_model_only:
+            self._require_motion_model()
         return self.edit_face(self.detect(image, face_index), expression=expression, intensity=intensity, aus=aus,
-                              relative=relative)
+                              relative=relative, motion_model_only=motion_model_only)

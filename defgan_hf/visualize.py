@@ -17,6 +17,7 @@ from .warp import grid_offsets_px, warp
 
 if TYPE_CHECKING:
     from .models import DefGANOutput
+    from .motion import MotionModel
 
 
 def flow_to_color(grid: torch.Tensor, max_offset: float) -> torch.Tensor:
@@ -134,3 +135,47 @@ def difference_heatmap(before: torch.Tensor, after: torch.Tensor, full_scale: fl
     heat = ((after.detach().float() - before.detach().float()).abs().mean(dim=1, keepdim=True) / full_scale).clamp(0, 1)
     rgb = torch.cat(((heat * 3).clamp(0, 1), (heat * 3 - 1).clamp(0, 1), (heat * 3 - 2).clamp(0, 1)), dim=1)
     return rgb * 2 - 1
+
+
+def motion_figure(motion: MotionModel, scale: int = 4, columns: int = 6) -> Image.Image:
+    """The motion model drawn: one panel per AU, arrows from the mean face's landmarks to where the AU moves them.
+
+    Each arrow is the landmark's motion over the AU's whole range in the data (``au_low`` to ``au_high``),
+    drawn at its true length in pixels of the crop, enlarged ``scale`` times with the face; AUs the data
+    could not support are marked as such.
+
+    Args:
+        motion: a fitted :class:`~defgan_hf.motion.MotionModel`.
+        scale: panel pixels per crop pixel.
+        columns: panels per row.
+
+    Returns:
+        An RGB picture.
+    """
+    import cv2
+    import numpy as np
+
+    from .aus import AU_FACS_NAMES, AU_NAMES
+
+    size = motion.image_size * scale
+    points = motion.mean_landmarks.numpy() * scale
+    span = (motion.au_high - motion.au_low).numpy()
+    rows = math.ceil(len(AU_NAMES) / columns)
+    sheet = np.full((rows * (size + 24), columns * size, 3), 255, dtype=np.uint8)
+    for index, name in enumerate(AU_NAMES):
+        panel = np.full((size, size, 3), 255, dtype=np.uint8)
+        for x, y in points:
+            cv2.circle(panel, (round(x), round(y)), 1, (170, 170, 170), -1, cv2.LINE_AA)
+        arrows = motion.displacements[index].numpy() * span[index] * scale
+        label = f"{name} {AU_FACS_NAMES[name]}"
+        if motion.supported[index] < 0.5:
+            label += " (no data)"
+        for (x, y), (dx, dy) in zip(points, arrows):
+            if math.hypot(dx, dy) >= 0.25 * scale:
+                cv2.arrowedLine(panel, (round(x), round(y)), (round(x + dx), round(y + dy)), (200, 30, 30), 1,
+                                cv2.LINE_AA, tipLength=0.3)  # fmt: skip
+        row, column = divmod(index, columns)
+        top, left = row * (size + 24), column * size
+        sheet[top + 24 : top + 24 + size, left : left + size] = panel
+        cv2.putText(sheet, label, (left + 4, top + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return Image.fromarray(sheet)

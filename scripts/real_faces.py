@@ -10,9 +10,14 @@ near-duplicates). It writes::
 
     OUT/imgs/<source>/...       128 px aligned face crops
     OUT/aus.csv                 their 17 Action Units (OpenFace's AUxx_r columns, 0–5)
+    OUT/landmarks.csv           their head pose and face-mesh landmarks in crop pixels
     OUT/sources.csv             per source: package, version, registry, licence, inputs, crops in OUT
 
     python scripts/real_faces.py --out data/real_faces [--workers 2]
+    python scripts/real_faces.py --out data/motion_faces --every_frame    # every video frame: the motion model's data
+
+The motion model (:mod:`defgan_hf.motion`) is a linear model of landmark geometry, which near-duplicate
+frames do not over-fit the way they would a network: it is fitted on every frame (``--every_frame``).
 
 Photos kept for evaluation (:data:`EVALUATION_PHOTOS`, used by ``benchmarks/real_photos.py``) are people who
 appear nowhere in the training sources. Left out on purpose: EmoPy's CK+ frames (licence forbids
@@ -200,10 +205,12 @@ def split_grid(photo: Path, grid: int) -> list[Path]:
     return cells
 
 
-def gather(out_dir: Path, workers: int = 1, downloads: Path | None = None) -> list[dict[str, str]]:
+def gather(out_dir: Path, workers: int = 1, downloads: Path | None = None,
+           every_frame: bool = False) -> list[dict[str, str]]:  # fmt: skip
     """Build the training set in ``out_dir`` (see the module docstring); the rows of ``sources.csv``.
 
-    Re-running skips the inputs already annotated (``annotate`` resumes).
+    Re-running skips the inputs already annotated (``annotate`` resumes). With ``every_frame`` every
+    video frame is annotated, instead of one in each source's :attr:`Source.every_nth_frame`.
     """
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -212,12 +219,13 @@ def gather(out_dir: Path, workers: int = 1, downloads: Path | None = None) -> li
             inputs = extract(source.package, source.members, stage / source.name, downloads)
             if source.grid > 1:
                 inputs = [cell for photo in inputs for cell in split_grid(photo, source.grid)]
-            report = annotate(stage, out_dir, every_nth_frame=source.every_nth_frame, workers=workers)
+            stride = 1 if every_frame else source.every_nth_frame
+            report = annotate(stage, out_dir, every_nth_frame=stride, workers=workers)
             package = PACKAGES[source.package]
             rows.append({
                 "source": source.name, "registry": package.registry, "package": package.requirement,
                 "licence": package.licence, "files": ";".join(source.members), "inputs": str(len(inputs)),
-                "every_nth_frame": str(source.every_nth_frame),
+                "every_nth_frame": str(stride),
                 "failed_inputs": str(len(report.failed)), "description": source.description,
             })  # fmt: skip
             shutil.rmtree(stage)
@@ -251,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="annotation processes")
     parser.add_argument("--downloads", type=Path, default=None,
                         help="folder for the package archives (default: the asset cache's packages/)")
+    parser.add_argument("--every_frame", action="store_true",
+                        help="annotate every video frame (the motion model's data), not each source's stride")
     args = parser.parse_args(argv)
-    rows = gather(args.out, args.workers, args.downloads)
+    rows = gather(args.out, args.workers, args.downloads, args.every_frame)
     print("| source | package | licence | inputs | stride | crops |\n|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['source']} | {row['package']} ({row['registry']}) | {row['licence']} | {row['inputs']} | "

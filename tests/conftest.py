@@ -45,3 +45,34 @@ def sample_media():
 
     paths = {name: fetch(name) for name in SAMPLE_MEDIA}
     return paths.__getitem__
+
+
+def _real_faces_script():
+    """``scripts/real_faces.py`` as a module (scripts/ is a folder of commands, not a package)."""
+    import importlib.util
+    import sys
+
+    if "real_faces" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "scripts" / "real_faces.py"
+        spec = importlib.util.spec_from_file_location("real_faces", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["real_faces"] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["real_faces"]
+
+
+@pytest.fixture(scope="session")
+def small_motion_set(tmp_path_factory, sample_media):
+    """A small annotated set with landmarks, from two people: every 4th frame of the crying-to-laughing video
+    and the 25 posed expressions of facetorch's contact sheet (fetched from PyPI and verified by sha256)."""
+    from defgan_hf.annotate import annotate
+
+    real_faces = _real_faces_script()
+    inputs = tmp_path_factory.mktemp("motion_inputs")
+    (inputs / "pyfeat").mkdir()
+    shutil.copyfile(sample_media("WolfgangLanger_Pexels.mp4"), inputs / "pyfeat" / "crying_to_laughing.mp4")
+    (sheet,) = real_faces.extract("facetorch", ("facetorch-1.0.0rc5/data/input/test3.jpg",), inputs / "facetorch")
+    real_faces.split_grid(sheet, 5)
+    out = tmp_path_factory.mktemp("motion_set")
+    annotate(inputs, out, every_nth_frame=4, progress=False)
+    return out

@@ -14,7 +14,8 @@ from PIL import Image
 from defgan_hf import AU_NAMES
 from defgan_hf import annotate as annotate_module
 from defgan_hf.annotate import annotate, main
-from defgan_hf.data import read_au_labels
+from defgan_hf.data import find_data_layout, read_au_labels, read_landmarks
+from defgan_hf.face import crop_template
 
 POSED = {"surprise": "0-f1-su-ph.jpg", "happy": "0-f15-hao-ph.jpg", "anger": "15-f13-anc-ph.jpg",
          "disgust": "45-m7-di-ph.jpg"}  # fmt: skip
@@ -84,6 +85,47 @@ def test_posed_expressions_score_their_action_units_highest(run):
     assert au(posed["anger"], "AU23") > max(au(aus, "AU23") for aus in others["anger"])
 
 
+def test_landmarks_and_head_pose_are_written_beside_the_labels(run):
+    _, out, _ = run
+    labels = read_au_labels(out / "aus.csv")
+    geometry = read_landmarks(out / "landmarks.csv")
+    assert find_data_layout(out).landmarks == out / "landmarks.csv"
+    assert sorted(geometry.files) == sorted(labels)
+    assert geometry.landmarks.shape == (len(labels), 478, 2) and geometry.pose.shape == (len(labels), 3)
+    # In crop pixels: the eye centres (mean of the eye corners) sit where the alignment put them.
+    eyes = np.stack([geometry.landmarks[:, [33, 133]].mean(axis=1), geometry.landmarks[:, [362, 263]].mean(axis=1)], 1)
+    assert np.abs(eyes - crop_template(SIZE)[:2]).max() < 0.1 * SIZE
+    assert np.all(np.abs(geometry.pose) < 90)
+    disgust = geometry.index()["posed/disgust.png"]
+    assert abs(geometry.pose[disgust, 0]) > 20, "the disgusted man's head is turned"
+
+
+def test_cheek_raise_is_measured_on_its_own_not_copied_from_the_lid_tightener(run):
+    _, out, _ = run
+    labels = read_au_labels(out / "aus.csv")
+    frames = sorted(key for key in labels if key.startswith("video/crying_to_laughing/"))
+    cheek = np.array([au(labels[key], "AU06") for key in frames])
+    lids = np.array([au(labels[key], "AU07") for key in frames])
+    assert np.mean(np.abs(cheek - lids) > 0.05) > 0.5
+    # The laugh at the end raises the cheeks; the calm stretch in the middle of the video does not.
+    sixth = len(frames) // 6
+    assert cheek[-sixth:].mean() > cheek[2 * sixth : 3 * sixth].mean() + 0.3
+    # A lid tightener without a cheek raise: the angry face narrows its eyes more than the surprised one, with no AU06.
+    anger, surprise = labels["posed/anger.png"], labels["posed/surprise.png"]
+    assert au(anger, "AU07") > au(surprise, "AU07") and au(surprise, "AU06") < 0.1
+
+
+def test_cheek_raise_and_nose_wrinkle_rise_on_the_posed_expressions_that_show_them(small_motion_set):
+    labels = read_au_labels(small_motion_set / "aus.csv")
+    cell = {f"{key[-8:-4]}": aus for key, aus in labels.items() if key.startswith("facetorch/")}
+    # facetorch's contact sheet: laughs (r0c1, r3c1, r4c1) against a calm face (r2c1) and a pout (r4c3); a
+    # scream and a snarl with the nose wrinkled (r1c1, r2c3).
+    for laugh in ("r0c1", "r3c1", "r4c1"):
+        assert au(cell[laugh], "AU06") > 0.5 > 0.2 > max(au(cell["r2c1"], "AU06"), au(cell["r4c3"], "AU06")), laugh
+    for wrinkled in ("r1c1", "r2c3"):
+        assert au(cell[wrinkled], "AU09") > 0.5 > 0.2 > max(au(cell["r2c1"], "AU09"), au(cell["r4c3"], "AU09")), wrinkled
+
+
 def test_smiling_rises_from_crying_to_laughing(run):
     _, out, _ = run
     labels = read_au_labels(out / "aus.csv")
@@ -108,10 +150,12 @@ def test_broken_files_are_listed_with_their_reasons(run):
 def test_a_second_run_skips_finished_files_and_retries_failed_ones(run):
     images, out, _ = run
     rows_before = (out / "aus.csv").read_text()
+    landmarks_before = (out / "landmarks.csv").read_text()
     report = annotate(images, out, size=SIZE, every_nth_frame=EVERY_NTH_FRAME, progress=False)
     assert report.skipped == len(POSED) + 1 and report.annotated == 0
     assert len(report.failed) == 4
     assert (out / "aus.csv").read_text() == rows_before
+    assert (out / "landmarks.csv").read_text() == landmarks_before
 
 
 def test_parallel_workers_give_the_same_labels(tmp_path, sample_media):

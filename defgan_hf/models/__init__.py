@@ -1,6 +1,6 @@
 """The DefGAN networks: deformation generator, texture generator, discriminator, and their composition."""
 
-from .defgan import DISCRIMINATOR_FOLDER, DefGAN, DefGANOutput
+from .defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER, DefGAN, DefGANOutput
 from .deformer import DeformationGenerator
 from .discriminator import Discriminator, DiscriminatorOutput
 from .hub import WeightsMismatchError
@@ -8,6 +8,7 @@ from .texture import TextureGenerator, TextureOutput
 
 __all__ = [
     "DISCRIMINATOR_FOLDER",
+    "MOTION_FOLDER",
     "DefGAN",
     "DefGANOutput",
     "DeformationGenerator",

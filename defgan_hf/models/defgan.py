@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,6 +18,11 @@ from .texture import TextureGenerator
 DEFORMER_FOLDER = "deformer"
 TEXTURER_FOLDER = "texturer"
 DISCRIMINATOR_FOLDER = "discriminator"
+MOTION_FOLDER = "motion"
+"""Subfolder of the motion model (:class:`defgan_hf.motion.MotionModel`) that taught the deformation generator."""
+
+if TYPE_CHECKING:
+    from ..motion import MotionModel
 
 
 @dataclass
@@ -116,15 +121,17 @@ class DefGAN(nn.Module, HubModel):
         save_directory: str | Path,
         *,
         discriminator: Discriminator | None = None,
+        motion_model: MotionModel | None = None,
         config: dict[str, Any] | None = None,
         push_to_hub: bool = False,
         repo_id: str | None = None,
         model_card_kwargs: dict[str, Any] | None = None,
         **push_to_hub_kwargs: Any,
     ) -> str | None:
-        """Write the repo layout (generators, root config, model card) and, if given, the discriminator.
+        """Write the repo layout (generators, root config, model card) and, if given, the discriminator and
+        the motion model.
 
-        With ``push_to_hub`` the whole folder, discriminator included, is uploaded to ``repo_id``
+        With ``push_to_hub`` the whole folder, discriminator and motion model included, is uploaded to ``repo_id``
         (default: the folder's name); extra keyword arguments go to :func:`~defgan_hf.models.hub.push_folder`.
 
         Returns:
@@ -134,6 +141,8 @@ class DefGAN(nn.Module, HubModel):
         super().save_pretrained(save_directory, config=config, model_card_kwargs=model_card_kwargs)
         if discriminator is not None:
             discriminator.save_pretrained(save_directory, subfolder=DISCRIMINATOR_FOLDER)
+        if motion_model is not None:
+            motion_model.save_pretrained(save_directory, subfolder=MOTION_FOLDER)
         if not push_to_hub:
             return None
         return push_folder(save_directory, repo_id or save_directory.name, **push_to_hub_kwargs)

@@ -1,0 +1,447 @@
+"""The motion model: what each Action Unit does to the face's geometry, learned from landmarks.
+
+For every AU ``k`` and every face-mesh landmark ``i`` the model holds a displacement ``D[k, i]``, in
+pixels of the aligned crop per unit of the AU. An edit from source AUs ``x`` to target AUs ``y`` moves
+landmark ``i`` by
+
+    d_i = Σ_k (clamp_k(y_k) − clamp_k(x_k)) · D[k, i]
+
+where ``clamp_k`` keeps each AU inside the range the training data showed (the model is linear and
+does not extrapolate). :meth:`MotionModel.grid` interpolates those displacements, at the face's own
+landmarks, into a dense deformation grid in the convention of :mod:`defgan_hf.warp`: a thin-plate
+spline, bounded by ``max_offset`` like the deformation generator's grid, and zero at the crop's border.
+
+Fitting (:func:`fit_motion_model`) is a linear regression of landmark positions on the AUs, with:
+
+- one mean face per source (a person, or a video of one person): identity is not expression;
+- the head pose (yaw, pitch, roll and their squares) regressed out beside the AUs, so that a head that
+  turns while it smiles does not teach the smile to turn the head;
+- each AU confined to the landmarks of the face region FACS says it moves (:data:`AU_REGIONS`):
+  the other landmarks' motion is explained by the other AUs and the pose, never by this AU;
+- AUs whose range in the data is too small to estimate (:data:`MIN_AU_RANGE`) left out and reported,
+  with no motion, instead of being fitted to noise.
+
+It is a model of a few thousand numbers, fitted in seconds: data-efficient where a network would learn a
+small dataset by heart, and it reads geometry directly, where a critic's AU head reads texture too. It
+serves as a teacher of the deformation generator and, on its own, as a motion-only editor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .aus import AU_NAMES, AU_REGIONS, NUM_AUS
+from .models import MOTION_FOLDER
+from .models.hub import HubModel
+from .warp import bounded_offset_grid
+
+NUM_MESH_LANDMARKS = 468
+"""Face-mesh points of the face surface; MediaPipe's points 468–477 are the irises, which no AU moves
+and which the lids cover when they close, so they take no part in the motion model's grid."""
+
+# Seed landmarks of each face region (MediaPipe face-mesh indices, mostly from its contour connection
+# sets); a region is its seeds and every landmark of the mean face within the growth radius of them.
+_BROWS = (46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336, 8, 9)
+_EYES = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,
+         249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)  # fmt: skip
+_CHEEKS = (50, 280, 117, 346, 118, 347, 101, 330, 36, 266, 205, 425, 123, 352)
+_NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440)
+# The outer upper lip and the philtrum: the inner lips (and the corners) touch the lower lip at rest,
+# and a region grown from them would take the lower lip in.
+_UPPER_LIP = (0, 37, 39, 40, 185, 267, 269, 270, 409, 164, 167, 393)
+_LIPS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
+         267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)  # fmt: skip
+_CHIN = (152, 175, 199, 200, 18, 148, 377, 176, 400, 171, 396, 208, 428, 32, 262, 140, 369)
+
+REGION_SEEDS: dict[str, tuple[tuple[int, ...], float]] = {
+    "brows": (_BROWS, 0.12),
+    "lids": (_EYES, 0.08),
+    "cheeks": (_CHEEKS, 0.08),
+    "nose and upper lip": (_NOSE + _UPPER_LIP, 0.08),
+    "mouth and chin": (_LIPS + _CHIN, 0.12),
+}
+"""Region of :data:`~defgan_hf.aus.AU_REGIONS` → (seed landmarks, growth radius in eye distances)."""
+
+MIN_AU_RANGE: float = 0.2
+"""An AU whose values in the data span less than this (1st to 99th percentile, on the 0–1 scale) is not
+fitted: its motion would be noise divided by a small number."""
+
+RIDGE: float = 1.0
+"""Ridge penalty of the regression (AU units, summed over faces): a guard for nearly collinear AUs."""
+
+_POSE_FEATURES = 5  # yaw, pitch, roll, yaw², pitch²
+
+
+def region_landmarks(mean_landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean ``(468,)`` membership of each region, grown from :data:`REGION_SEEDS` on a mean face.
+
+    Args:
+        mean_landmarks: ``(≥468, 2)`` landmark positions of a face (any scale).
+    """
+    points = np.asarray(mean_landmarks, dtype=np.float64)[:NUM_MESH_LANDMARKS]
+    eye_distance = np.linalg.norm(points[[362, 263]].mean(axis=0) - points[[33, 133]].mean(axis=0))
+    regions = {}
+    for region, (seeds, radius) in REGION_SEEDS.items():
+        distance = np.linalg.norm(points[:, None] - points[list(seeds)][None], axis=-1).min(axis=1)
+        regions[region] = distance <= radius * eye_distance
+    return regions
+
+
+def _pose_features(pose: np.ndarray) -> np.ndarray:
+    radians = np.radians(np.asarray(pose, dtype=np.float64))
+    return np.concatenate([radians, radians[:, :2] ** 2], axis=1)
+
+
+def _centred_per_source(values: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    centred = np.empty_like(values, dtype=np.float64)
+    for source in np.unique(sources):
+        rows = sources == source
+        centred[rows] = values[rows] - values[rows].mean(axis=0)
+    return centred
+
+
+@dataclass(frozen=True)
+class MotionFit:
+    """The result of a regression of landmarks on AUs (before it becomes a :class:`MotionModel`).
+
+    Attributes:
+        displacements: ``(17, 468, 2)`` pixels per unit AU; zero outside each AU's region and for AUs
+            left out.
+        pose_coefficients: ``(5, 468, 2)`` pixels per unit of yaw, pitch, roll (radians) and their squares.
+        mean_landmarks: ``(468, 2)`` the mean over sources of each source's mean face.
+        au_low, au_high: ``(17,)`` the 1st and 99th percentiles of each AU in the data.
+        supported: ``(17,)`` bool, the AUs that were fitted.
+    """
+
+    displacements: np.ndarray
+    pose_coefficients: np.ndarray
+    mean_landmarks: np.ndarray
+    au_low: np.ndarray
+    au_high: np.ndarray
+    supported: np.ndarray
+
+    def predict(self, aus: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """The AUs' and the pose's contribution to landmark positions: ``(N, 468, 2)`` pixels.
+
+        Differences between faces of one source are the model's motion; the constant part is that
+        source's mean face.
+
+        Args:
+            aus: ``(N, 17)`` in ``[0, 1]`` (clamped to the data's range, as the model does).
+            pose: ``(N, 3)`` yaw, pitch, roll in degrees.
+        """
+        clamped = np.clip(aus, self.au_low, self.au_high)
+        return (np.einsum("nk,kld->nld", clamped, self.displacements)
+                + np.einsum("nk,kld->nld", _pose_features(pose), self.pose_coefficients))  # fmt: skip
+
+
+def regress_motion(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sources: Sequence[str],
+                   ridge: float = RIDGE, min_au_range: float = MIN_AU_RANGE,
+                   left_out: Sequence[str] = ()) -> MotionFit:  # fmt: skip
+    """Fit per-AU landmark displacements (the module docstring says how).
+
+    Args:
+        landmarks: ``(N, ≥468, 2)`` landmark positions in crop pixels (irises, if present, are dropped).
+        aus: ``(N, 17)`` AU intensities in ``[0, 1]``.
+        pose: ``(N, 3)`` head yaw, pitch, roll in degrees.
+        sources: ``N`` source names (a person or a video); each gets its own mean face.
+        ridge: ridge penalty.
+        min_au_range: see :data:`MIN_AU_RANGE`.
+        left_out: AUs not fitted whatever their range (to measure what each AU explains).
+
+    Raises:
+        ValueError: on mismatched lengths, or fewer faces than unknowns.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)[:, :NUM_MESH_LANDMARKS]
+    aus, pose, sources = np.asarray(aus, dtype=np.float64), np.asarray(pose, dtype=np.float64), np.asarray(sources)
+    count = len(landmarks)
+    if not (len(aus) == len(pose) == len(sources) == count):
+        raise ValueError(f"landmarks, aus, pose and sources must have one row per face, got {count}, {len(aus)}, "
+                         f"{len(pose)}, {len(sources)}.")  # fmt: skip
+    if count < 4 * (NUM_AUS + _POSE_FEATURES):
+        raise ValueError(f"{count} faces are too few to fit the motion model; annotate at least "
+                         f"{4 * (NUM_AUS + _POSE_FEATURES)} (every frame of a few videos is best).")  # fmt: skip
+    au_low, au_high = np.percentile(aus, 1, axis=0), np.percentile(aus, 99, axis=0)
+    supported = ((au_high - au_low) >= min_au_range) & ~np.isin(AU_NAMES, list(left_out))
+    mean_landmarks = np.mean([landmarks[sources == s].mean(axis=0) for s in np.unique(sources)], axis=0)
+    regions = region_landmarks(mean_landmarks)
+
+    centred_landmarks = _centred_per_source(landmarks.reshape(count, -1), sources).reshape(landmarks.shape)
+    centred_aus = _centred_per_source(aus, sources)
+    centred_pose = _centred_per_source(_pose_features(pose), sources)
+    # Which (supported) AUs may move each landmark; landmarks with the same set share one design matrix.
+    acting = np.zeros((NUM_AUS, NUM_MESH_LANDMARKS), dtype=bool)
+    for region, names in AU_REGIONS.items():
+        for name in names:
+            acting[AU_NAMES.index(name)] |= regions[region]
+    acting &= supported[:, None]
+    displacements = np.zeros((NUM_AUS, NUM_MESH_LANDMARKS, 2))
+    pose_coefficients = np.zeros((_POSE_FEATURES, NUM_MESH_LANDMARKS, 2))
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for landmark in range(NUM_MESH_LANDMARKS):
+        groups.setdefault(tuple(np.flatnonzero(acting[:, landmark])), []).append(landmark)
+    for au_indices, members in groups.items():
+        design = np.concatenate([centred_aus[:, list(au_indices)], centred_pose], axis=1)
+        targets = centred_landmarks[:, members].reshape(count, -1)
+        gram = design.T @ design + ridge * np.eye(design.shape[1])
+        coefficients = np.linalg.solve(gram, design.T @ targets).reshape(design.shape[1], len(members), 2)
+        for row, au in enumerate(au_indices):
+            displacements[au, members] = coefficients[row]
+        pose_coefficients[:, members] = coefficients[len(au_indices):]
+    return MotionFit(displacements, pose_coefficients, mean_landmarks, au_low, au_high, supported)
+
+
+class MotionModel(nn.Module, HubModel):
+    """Per-AU landmark displacements and the dense grid they imply (see the module docstring).
+
+    The learned quantities are buffers (saved in ``model.safetensors``), the sizes are the config.
+
+    Args:
+        image_size: side of the crops whose pixels the displacements and landmarks are in.
+        num_aus: length of the AU vectors.
+        num_landmarks: face-mesh landmarks the model moves (468: MediaPipe's mesh without irises).
+        max_offset: largest displacement of the grid, in pixels, ``max_offset · tanh(d / max_offset)``.
+        smoothing: regularisation of the thin-plate spline (0 interpolates the landmarks exactly; more
+            averages neighbouring landmarks that move differently, as the lids do when they close).
+        border: the grid fades to zero over this many pixels at the crop's edge.
+    """
+
+    def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, num_landmarks: int = NUM_MESH_LANDMARKS,
+                 max_offset: float = 8.0, smoothing: float = 1e-3, border: float = 6.0) -> None:
+        super().__init__()
+        if max_offset <= 0:
+            raise ValueError(f"max_offset must be positive (pixels), got {max_offset}.")
+        self.image_size, self.num_aus, self.num_landmarks = image_size, num_aus, num_landmarks
+        self.max_offset, self.smoothing, self.border = max_offset, smoothing, border
+        self.register_buffer("displacements", torch.zeros(num_aus, num_landmarks, 2))
+        self.register_buffer("mean_landmarks", torch.zeros(num_landmarks, 2))
+        self.register_buffer("au_low", torch.zeros(num_aus))
+        self.register_buffer("au_high", torch.ones(num_aus))
+        self.register_buffer("supported", torch.zeros(num_aus))
+
+    @classmethod
+    def from_fit(cls, fit: MotionFit, image_size: int = 128, **config: float) -> MotionModel:
+        """The model of a :func:`regress_motion` result (``config``: ``max_offset``, ``smoothing``, ``border``)."""
+        model = cls(image_size=image_size, num_aus=len(fit.supported), num_landmarks=fit.mean_landmarks.shape[0],
+                    **config)  # fmt: skip
+        for name in ("displacements", "mean_landmarks", "au_low", "au_high", "supported"):
+            getattr(model, name).copy_(torch.as_tensor(np.asarray(getattr(fit, name), dtype=np.float32)))
+        return model
+
+    @property
+    def supported_aus(self) -> list[str]:
+        """The AUs the data let the model fit; the others move nothing."""
+        return [name for name, ok in zip(AU_NAMES, self.supported.tolist()) if ok]
+
+    def landmark_motion(self, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
+        """Displacement of every landmark for an edit, before the grid's bound.
+
+        Args:
+            source_aus, target_aus: ``(N, 17)`` in ``[0, 1]``.
+
+        Returns:
+            ``(N, num_landmarks, 2)`` in pixels of the crop, ``(x, y)``; exactly 0 where ``target = source``.
+        """
+        low, high = self.au_low.to(source_aus), self.au_high.to(source_aus)
+        change = (torch.minimum(torch.maximum(target_aus, low), high)
+                  - torch.minimum(torch.maximum(source_aus, low), high)) * self.supported.to(source_aus)  # fmt: skip
+        return torch.einsum("nk,kld->nld", change, self.displacements.to(source_aus))
+
+    def grid(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
+             resolution: int = 32) -> torch.Tensor:  # fmt: skip
+        """The deformation grid of an edit, at the face's own landmarks.
+
+        A landmark at ``l`` that the edit moves by ``d`` is seen at ``l + d`` in the edited crop, which
+        reads the input at ``l``: the backward offset ``−d`` at ``l + d``. A thin-plate spline through
+        these offsets and through zero offsets on the crop's border is evaluated on a coarse
+        ``resolution²`` lattice (the field is smooth) and upsampled, then bounded and faded to zero at
+        the border.
+
+        Args:
+            landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
+            source_aus, target_aus: ``(N, 17)`` in ``[0, 1]``.
+            resolution: side of the lattice the spline is evaluated on.
+
+        Returns:
+            ``(N, S, S, 2)`` grid in the convention of :mod:`defgan_hf.warp`; the identity grid, exactly,
+            where ``target = source``.
+        """
+        size = self.image_size
+        points = landmarks[:, : self.num_landmarks].to(self.displacements)
+        motion = self.landmark_motion(source_aus.to(points), target_aus.to(points))
+        to_unit = 2.0 / (size - 1)
+        destinations = points * to_unit - 1.0 + motion * to_unit
+        # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.
+        offsets = _thin_plate_spline(destinations.double(), -motion.double(), resolution, self.smoothing).to(points)
+        offsets = F.interpolate(offsets, size=(size, size), mode="bilinear", align_corners=True)
+        distance_to_edge = torch.minimum(torch.arange(size), torch.arange(size).flip(0)).to(offsets)
+        ramp = (distance_to_edge / self.border).clamp(0.0, 1.0)
+        offsets = offsets * (ramp[:, None] * ramp[None, :])
+        return bounded_offset_grid(offsets / self.max_offset, self.max_offset)
+
+    def usage_example(self) -> str:
+        return (
+            "from defgan_hf.motion import MotionModel\n\n"
+            'motion = MotionModel.from_pretrained("REPO_ID_OR_FOLDER", subfolder="motion")\n'
+            "grid = motion.grid(landmarks, source_aus, target_aus)  # (N, 478, 2) crop pixels, (N, 17) AUs"
+        )
+
+
+_BORDER_POINTS = 8  # per side of the crop
+
+
+def _thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, resolution: int, smoothing: float) -> torch.Tensor:
+    """Evaluate a smoothing thin-plate spline through ``values`` at ``centres``, and 0 on the unit square's border.
+
+    Args:
+        centres: ``(N, K, 2)`` in ``[-1, 1]``-ish normalised coordinates.
+        values: ``(N, K, 2)``.
+        resolution: lattice side.
+        smoothing: added to the kernel's diagonal.
+
+    Returns:
+        ``(N, 2, resolution, resolution)`` the spline on the lattice of ``[-1, 1]²`` (``align_corners`` style).
+    """
+    batch_size = centres.shape[0]
+    line = torch.linspace(-1.0, 1.0, _BORDER_POINTS + 1, dtype=centres.dtype, device=centres.device)[:-1]
+    ones = torch.ones_like(line)
+    border = torch.cat([torch.stack(side, dim=1) for side in
+                        ((line, -ones), (ones, line), (-line, ones), (-ones, -line))])  # fmt: skip
+    centres = torch.cat([centres, border.expand(batch_size, -1, -1)], dim=1)
+    values = torch.cat([values, values.new_zeros(batch_size, border.shape[0], 2)], dim=1)
+    count = centres.shape[1]
+
+    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        squared = (a[:, :, None] - b[:, None]).pow(2).sum(-1)
+        return 0.5 * squared * torch.log(squared.clamp_min(1e-12))  # r² log r
+
+    affine = torch.cat([centres.new_ones(batch_size, count, 1), centres], dim=2)
+    system = centres.new_zeros(batch_size, count + 3, count + 3)
+    system[:, :count, :count] = kernel(centres, centres) + smoothing * torch.eye(count, dtype=centres.dtype,
+                                                                                   device=centres.device)  # fmt: skip
+    system[:, :count, count:] = affine
+    system[:, count:, :count] = affine.transpose(1, 2)
+    right = torch.cat([values, values.new_zeros(batch_size, 3, 2)], dim=1)
+    weights = torch.linalg.solve(system, right)
+    ys, xs = torch.meshgrid(*(torch.linspace(-1.0, 1.0, resolution, dtype=centres.dtype, device=centres.device),) * 2,
+                            indexing="ij")  # fmt: skip
+    lattice = torch.stack([xs.flatten(), ys.flatten()], dim=1).expand(batch_size, -1, -1)
+    lattice_affine = torch.cat([lattice.new_ones(batch_size, lattice.shape[1], 1), lattice], dim=2)
+    field = kernel(lattice, centres) @ weights[:, :count] + lattice_affine @ weights[:, count:]
+    return field.transpose(1, 2).reshape(batch_size, 2, resolution, resolution)
+
+
+def fit_motion_model(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sources: Sequence[str],
+                     image_size: int = 128, **config: float) -> MotionModel:  # fmt: skip
+    """:func:`regress_motion` and :meth:`MotionModel.from_fit` in one call (``config`` as the latter takes it)."""
+    return MotionModel.from_fit(regress_motion(landmarks, aus, pose, sources), image_size=image_size, **config)
+
+
+def crop_sources(files: Sequence[str]) -> list[str]:
+    """The source of each crop for :func:`regress_motion`: its folder under ``imgs/``.
+
+    ``defgan-annotate`` puts a video's frames in a folder of their own and the photos of one input
+    folder together, so a folder is one person (one video, or a folder of one person's photos).
+    """
+    return [file.rsplit("/", 1)[0] if "/" in file else "" for file in files]
+
+
+@dataclass(frozen=True)
+class MotionData:
+    """The faces a motion model is fitted on: ``landmarks (N, 478, 2)`` in pixels of ``crop_size``-pixel
+    crops, ``aus (N, 17)`` in ``[0, 1]``, ``pose (N, 3)`` degrees, ``sources`` (:func:`crop_sources`),
+    ``files`` (crop keys)."""
+
+    landmarks: np.ndarray
+    aus: np.ndarray
+    pose: np.ndarray
+    sources: np.ndarray
+    files: list[str]
+    crop_size: int
+
+    def at_size(self, image_size: int) -> MotionData:
+        """The same faces with their landmarks in pixels of ``image_size``-pixel crops."""
+        factor = image_size / self.crop_size
+        landmarks = (self.landmarks + 0.5) * factor - 0.5  # pixel centres stay in place
+        return MotionData(landmarks, self.aus, self.pose, self.sources, self.files, image_size)
+
+    def select(self, rows: np.ndarray) -> MotionData:
+        """The faces at ``rows`` (a boolean mask or indices)."""
+        return MotionData(self.landmarks[rows], self.aus[rows], self.pose[rows], self.sources[rows],
+                          [self.files[i] for i in np.arange(len(self.files))[rows]], self.crop_size)  # fmt: skip
+
+
+def read_motion_data(data_dir: str | Path) -> MotionData:
+    """The annotated faces of a ``defgan-annotate`` folder that have landmarks (``aus.csv`` + ``landmarks.csv``).
+
+    Raises:
+        FileNotFoundError: if the folder has no ``landmarks.csv`` (annotated by an older version, or
+            not by ``defgan-annotate``): annotate the photos again into a new folder.
+    """
+    from .data import IMAGE_FOLDER, LANDMARKS_FILE, TABLE_FILE, _normalise_key, read_au_labels, read_landmarks
+
+    data_dir = Path(data_dir)
+    if not (data_dir / LANDMARKS_FILE).is_file():
+        raise FileNotFoundError(
+            f"{data_dir} has no {LANDMARKS_FILE}: the motion model is fitted on face landmarks, which "
+            f"defgan-annotate writes beside {TABLE_FILE}. Annotate the photos and videos again into a new folder."
+        )
+    geometry = read_landmarks(data_dir / LANDMARKS_FILE)
+    labels = read_au_labels(data_dir / TABLE_FILE)
+    rows = [row for row, file in enumerate(geometry.files) if _normalise_key(file) in labels]
+    files = [geometry.files[row] for row in rows]
+    if not files:
+        raise ValueError(f"No face in {data_dir / LANDMARKS_FILE} has AU labels in {data_dir / TABLE_FILE}.")
+    aus = np.stack([labels[_normalise_key(file)] for file in files])
+    with Image.open(data_dir / IMAGE_FOLDER / files[0]) as crop:
+        crop_size = crop.width
+    return MotionData(geometry.landmarks[rows], aus.astype(np.float32), geometry.pose[rows],
+                      np.array(crop_sources(files)), files, crop_size)  # fmt: skip
+
+
+def fit_motion_data(data: MotionData, image_size: int = 128, **config: float) -> MotionModel:
+    """Fit a :class:`MotionModel` on :func:`read_motion_data`'s faces (``config`` as :meth:`MotionModel.from_fit`).
+
+    Landmarks annotated at another crop size are rescaled to ``image_size``.
+    """
+    data = data.at_size(image_size)
+    fit = regress_motion(data.landmarks, data.aus, data.pose, data.sources)
+    return MotionModel.from_fit(fit, image_size=image_size, **config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``defgan-fit-motion DATA_DIR --out MODEL_FOLDER [--image_size 128] [--max_offset 8]``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="defgan-fit-motion",
+        description="Fit the motion model (per-AU landmark displacements) on a defgan-annotate folder "
+        "(aus.csv + landmarks.csv) and save it as MODEL_FOLDER/motion/ (a DefGAN model folder, or a new one).",
+    )
+    parser.add_argument("data_dir", metavar="DATA_DIR", type=Path, help="output folder of defgan-annotate")
+    parser.add_argument("--out", required=True, type=Path, metavar="MODEL_FOLDER",
+                        help=f"folder to write {MOTION_FOLDER}/ into")  # fmt: skip
+    parser.add_argument("--image_size", type=int, default=128, help="crop size of the model it serves (default: 128)")
+    parser.add_argument("--max_offset", type=float, default=8.0, help="bound of the grid in pixels (default: 8)")
+    args = parser.parse_args(argv)
+    try:
+        data = read_motion_data(args.data_dir)
+        model = fit_motion_data(data, image_size=args.image_size, max_offset=args.max_offset)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    model.save_pretrained(args.out, subfolder=MOTION_FOLDER)
+    left_out = [f"{name} (range {low:.2f}–{high:.2f})" for name, low, high, ok in
+                zip(AU_NAMES, model.au_low.tolist(), model.au_high.tolist(), model.supported.tolist()) if not ok]  # fmt: skip
+    print(f"Fitted on {len(data.files)} faces from {len(set(data.sources.tolist()))} sources; wrote "
+          f"{args.out / MOTION_FOLDER}. AUs fitted: {', '.join(model.supported_aus)}. Left out, too little variation "
+          f"in the data (they move nothing): {', '.join(left_out) or 'none'}.", file=sys.stderr)  # fmt: skip
+    return 0

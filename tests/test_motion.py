@@ -1,0 +1,200 @@
+"""The motion model: fitted on a small annotated set of two real people, what each AU does to the landmarks,
+the dense grid it draws, and how it ships with a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
+from defgan_hf.aus import AU_REGIONS
+from defgan_hf.motion import (MIN_AU_RANGE, NUM_MESH_LANDMARKS, MotionModel, fit_motion_data, main,
+                              read_motion_data, region_landmarks, regress_motion)  # fmt: skip
+from defgan_hf.warp import grid_offsets_px, identity_grid, warp
+
+# Face-mesh indices (left and right as seen in the image).
+LIP_CORNERS = {"left": 61, "right": 291}
+LOWER_LIP = (14, 17, 84, 314)
+BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
+INNER_BROWS = {"left": 107, "right": 336}
+UPPER_LIDS = (159, 158, 160, 386, 385, 387)
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def data(small_motion_set):
+    return read_motion_data(small_motion_set).at_size(SIZE)
+
+
+@pytest.fixture(scope="module")
+def motion(data) -> MotionModel:
+    return fit_motion_data(data, image_size=SIZE)
+
+
+def motion_of(motion: MotionModel, name: str) -> np.ndarray:
+    """``(468, 2)`` pixels per unit of AU ``name``."""
+    return motion.displacements[AU_NAMES.index(name)].numpy()
+
+
+def test_the_small_set_has_both_people_with_landmarks_in_the_crop(data):
+    assert set(data.sources) == {"pyfeat/crying_to_laughing", "facetorch"}
+    assert data.landmarks.shape == (len(data.files), 478, 2)
+    assert np.all((data.landmarks > -0.1 * SIZE) & (data.landmarks < 1.1 * SIZE))
+
+
+def test_au12_moves_both_lip_corners_up_and_outward(motion):
+    au12 = motion_of(motion, "AU12")
+    (left_x, left_y), (right_x, right_y) = au12[LIP_CORNERS["left"]], au12[LIP_CORNERS["right"]]
+    assert left_x < -1.0 and right_x > 1.0, "outward"
+    assert left_y < -1.0 and right_y < -1.0, "up"
+
+
+@pytest.mark.parametrize("name", ["AU25", "AU26"])
+def test_lips_part_and_jaw_drop_move_the_lower_lip_down(motion, name):
+    assert motion_of(motion, name)[list(LOWER_LIP), 1].mean() > 2.0
+
+
+@pytest.mark.parametrize("name", ["AU01", "AU02"])
+def test_brow_raisers_raise_the_brows(motion, name):
+    assert motion_of(motion, name)[list(BROWS), 1].mean() < -1.0
+
+
+def test_brow_lowerer_lowers_the_brows_and_draws_them_together(motion):
+    au04 = motion_of(motion, "AU04")
+    assert au04[list(BROWS), 1].mean() > 0.5
+    assert au04[INNER_BROWS["left"], 0] > 0.5 and au04[INNER_BROWS["right"], 0] < -0.5
+
+
+def test_blink_lowers_the_upper_lids(motion):
+    assert motion_of(motion, "AU45")[list(UPPER_LIDS), 1].mean() > 2.0
+
+
+def test_no_au_moves_a_landmark_outside_its_region(motion):
+    regions = region_landmarks(motion.mean_landmarks.numpy())
+    for name in AU_NAMES:
+        inside = np.any([regions[region] for region, names in AU_REGIONS.items() if name in names], axis=0)
+        assert not np.any(motion_of(motion, name)[~inside]), name
+        if name in motion.supported_aus:
+            assert np.abs(motion_of(motion, name)[inside]).max() > 0.5, f"{name} is fitted but moves nothing"
+
+
+def test_aus_the_data_cannot_support_are_reported_and_move_nothing():
+    generator = np.random.default_rng(0)
+    count = 400
+    aus = generator.uniform(0, 1, (count, len(AU_NAMES)))
+    aus[:, AU_NAMES.index("AU15")] = generator.uniform(0, MIN_AU_RANGE / 4, count)  # almost constant
+    mean_face = generator.uniform(20, 100, (NUM_MESH_LANDMARKS, 2))
+    landmarks = mean_face + generator.normal(0, 0.5, (count, NUM_MESH_LANDMARKS, 2))
+    fit = regress_motion(landmarks, aus, np.zeros((count, 3)), ["one person"] * count)
+    assert not fit.supported[AU_NAMES.index("AU15")]
+    assert fit.supported[AU_NAMES.index("AU12")]
+    assert not fit.displacements[AU_NAMES.index("AU15")].any()
+
+
+def test_motion_is_not_extrapolated_beyond_the_range_of_the_data(motion):
+    index = AU_NAMES.index("AU12")
+    source = torch.zeros(1, len(AU_NAMES))
+    at_high, beyond = source.clone(), source.clone()
+    at_high[0, index], beyond[0, index] = motion.au_high[index], 1.0
+    assert motion.au_high[index] < 1.0
+    assert torch.equal(motion.landmark_motion(source, beyond), motion.landmark_motion(source, at_high))
+
+
+@pytest.fixture(scope="module")
+def face(data):
+    """One face of the set: its landmarks (1, 478, 2) and AUs (1, 17)."""
+    row = len(data.files) // 2
+    return torch.from_numpy(data.landmarks[row : row + 1]).float(), torch.from_numpy(data.aus[row : row + 1]).float()
+
+
+def smile(aus: torch.Tensor) -> torch.Tensor:
+    target = aus.clone()
+    target[:, AU_NAMES.index("AU12")] = 1.0
+    target[:, AU_NAMES.index("AU25")] = 1.0
+    return target
+
+
+def test_no_change_asked_gives_the_identity_grid_exactly(motion, face):
+    landmarks, aus = face
+    assert torch.equal(motion.grid(landmarks, aus, aus), identity_grid(1, SIZE, SIZE))
+
+
+def test_the_grid_is_bounded_zero_at_the_border_and_smooth(motion, face):
+    landmarks, aus = face
+    grid = motion.grid(landmarks, aus, smile(aus))
+    offsets = grid_offsets_px(grid)[0]
+    assert offsets.abs().max() <= motion.max_offset
+    assert offsets.abs().max() > 2.0, "a smile with parted lips moves the mouth by pixels"
+    for edge in (offsets[0], offsets[-1], offsets[:, 0], offsets[:, -1]):
+        assert edge.abs().max() < 1e-5
+    # Smooth and without folds: neighbouring pixels move alike (the lips part over a few pixels, not one),
+    # and the warp keeps its orientation everywhere.
+    assert (offsets[1:] - offsets[:-1]).abs().max() < 1.5 and (offsets[:, 1:] - offsets[:, :-1]).abs().max() < 1.5
+    dx = grid[0, 1:, 1:] - grid[0, 1:, :-1]
+    dy = grid[0, 1:, 1:] - grid[0, :-1, 1:]
+    assert torch.all(dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0] > 0)
+
+
+def test_the_grid_moves_the_mouth_where_the_landmarks_say(motion, face):
+    landmarks, aus = face
+    target = smile(aus)
+    grid = motion.grid(landmarks, aus, target)
+    corner = landmarks[0, LIP_CORNERS["right"]]
+    moved = corner + motion.landmark_motion(aus, target)[0, LIP_CORNERS["right"]]
+    # The edited crop shows the corner at `moved`: the grid there reads the input near `corner`.
+    x, y = moved.round().long().tolist()
+    read_from = (grid[0, y, x] + 1) * (SIZE - 1) / 2
+    assert torch.dist(read_from, corner) < 1.0
+
+
+def test_the_grid_is_batched(motion, data):
+    landmarks = torch.from_numpy(data.landmarks[:3]).float()
+    aus = torch.from_numpy(data.aus[:3]).float()
+    batch = motion.grid(landmarks, aus, smile(aus))
+    for row in range(3):
+        one = motion.grid(landmarks[row : row + 1], aus[row : row + 1], smile(aus[row : row + 1]))
+        assert torch.allclose(batch[row : row + 1], one, atol=1e-6)
+
+
+def test_it_ships_in_a_model_folder_and_the_pipeline_loads_it(motion, tmp_path, sample_media):
+    from defgan_hf import DefGANPipeline
+
+    model = DefGAN(TextureGenerator(width=8, num_res_blocks=1), DeformationGenerator(width=8, num_res_blocks=1))
+    model.save_pretrained(tmp_path, motion_model=motion)
+    assert sorted(path.name for path in (tmp_path / "motion").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = MotionModel.from_pretrained(tmp_path, subfolder="motion")
+    for name, tensor in motion.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+    pipe = DefGANPipeline.from_pretrained(tmp_path)
+    assert pipe.motion_model is not None
+    face = pipe.detect(sample_media("15-f13-anc-ph.jpg"))
+    unchanged = pipe.edit_face(face, intensity=0.0, expression="happy", motion_model_only=True)
+    assert np.abs(np.asarray(unchanged.edited_crop, dtype=int) - np.asarray(face.aligned.image, dtype=int)).max() <= 1
+    happy = pipe.edit_face(face, expression="happy", motion_model_only=True)
+    assert grid_offsets_px(happy.grid).abs().max() > 1.0
+    crop = torch.from_numpy(np.asarray(face.aligned.image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    assert torch.allclose(warp(crop, happy.grid), torch.from_numpy(np.asarray(happy.edited_crop)).permute(2, 0, 1)[None]
+                          .float() / 127.5 - 1, atol=1 / 127.5)  # fmt: skip
+
+
+def test_a_model_without_a_motion_model_says_how_to_get_one(tmp_path, sample_media):
+    from defgan_hf import DefGANPipeline
+
+    DefGAN(TextureGenerator(width=8, num_res_blocks=1)).save_pretrained(tmp_path)
+    pipe = DefGANPipeline.from_pretrained(tmp_path)
+    assert pipe.motion_model is None
+    with pytest.raises(ValueError, match="defgan-fit-motion"):
+        pipe(sample_media("15-f13-anc-ph.jpg"), expression="happy", motion_model_only=True)
+
+
+def test_the_command_fits_and_saves_and_explains_a_folder_without_landmarks(small_motion_set, tmp_path, capsys):
+    assert main([str(small_motion_set), "--out", str(tmp_path / "model")]) == 0
+    assert "AUs fitted" in capsys.readouterr().err
+    assert MotionModel.from_pretrained(tmp_path / "model", subfolder="motion").supported.sum() > 5
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "aus.csv").write_text("file,AU01_r\n")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "old"), "--out", str(tmp_path / "model2")])
+    assert "landmarks.csv" in capsys.readouterr().err
