@@ -1,6 +1,6 @@
 """DefGAN in the browser: edit the expression of a face in a photo (a Gradio app and Hugging Face Space).
 
-    python app.py [--model REPO_ID_OR_FOLDER] [--server_name 0.0.0.0] [--port 7860]
+    python app.py [--model REPO_ID_OR_FOLDER] [--server_name 0.0.0.0] [--port 7860] [--threads N]
 
 Without ``--model`` the app runs the default model embedded in the package (``defgan_hf/default_model``, a
 small demo-quality DefGAN; the page says so and links its model card). The page wires widgets to
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -35,6 +36,16 @@ CONCURRENCY_LIMIT = 1
 
 QUEUE_SIZE = 32
 """Requests that may wait; beyond that a visitor is told the app is busy."""
+
+def default_threads() -> int:
+    """Torch threads per edit: half the CPU cores this process may use, at least 1 (1 on a 2-core Space).
+
+    A Space's CPU is shared, and MediaPipe and the web server run threads of their own: on a busy 2-core
+    machine an edit took 2.6 s with two torch threads and 0.42 s with one (BENCHMARKS.md).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // 2)
+
 
 STATE_SECONDS, STATE_SESSIONS = 3600, 100
 """How long, and for how many visitors at most, a detected photo is kept for slider edits."""
@@ -343,7 +354,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--server_name", default=None, help="Address to listen on (default: $GRADIO_SERVER_NAME "
                         "or 127.0.0.1; 0.0.0.0 to accept other machines).")  # fmt: skip
     parser.add_argument("--port", type=int, default=None, help="Port (default: $GRADIO_SERVER_PORT or 7860).")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads per edit (default: half the CPU "
+                        f"cores, at least 1: {default_threads()} here).")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}.")
+    torch.set_num_threads(args.threads or default_threads())
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     pipeline, notice = load_pipeline(args.model)
     print(notice)

@@ -35,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
-from defgan_hf.data import FaceAUDataset, sample_target_aus
+from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
 from defgan_hf.losses import (
     composition_loss,
@@ -48,8 +48,9 @@ from defgan_hf.losses import (
     identity_loss,
     mask_regularizer,
 )
-from defgan_hf.models.defgan import with_au_modulation
+from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation
 from defgan_hf.models.hub import push_folder
+from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
 from defgan_hf.visualize import sample_grid
 
 logger = logging.getLogger("train_accelerate")
@@ -105,6 +106,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model = parser.add_argument_group("model")
     model.add_argument("--pretrained_model", default=None,
                        help="Fine-tune from a DefGAN repo id or folder (generators and discriminator).")
+    model.add_argument("--motion_model", default="auto", metavar="auto|none|PATH",
+                       help="The motion model saved with the model (MODEL/motion/, see defgan_hf.motion). 'auto': "
+                            "that of --pretrained_model if it has one, else fitted on --data_dir's landmarks.csv if "
+                            "it has one (defgan-annotate writes it), else none. PATH: a model folder or repo with "
+                            "motion/, or an annotated folder with landmarks.csv to fit it on.")
     model.add_argument("--texture_only", action="store_true",
                        help="The GANimation ablation: no deformation generator, everything else equal.")
     model.add_argument("--identity_model", choices=["sface", "none"], default="sface",
@@ -192,6 +198,38 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     return DefGAN(TextureGenerator(**generator_sizes), deformer), discriminator
 
 
+def build_motion_model(args: argparse.Namespace) -> MotionModel | None:
+    """The motion model ``--motion_model`` names (see its help), at ``--resolution``."""
+    if args.motion_model == "none":
+        return None
+    candidates = [args.pretrained_model, args.data_dir] if args.motion_model == "auto" else [args.motion_model]
+    for source in filter(None, candidates):
+        if Path(source, LANDMARKS_FILE).is_file():
+            try:
+                motion_model = fit_motion_data(read_motion_data(source), image_size=args.resolution)
+            except ValueError as error:
+                if args.motion_model != "auto":
+                    raise SystemExit(f"--motion_model {source}: {error}") from None
+                logger.warning("No motion model: %s", error)
+                return None
+            logger.info("Motion model fitted on %s; AUs fitted: %s.", source, ", ".join(motion_model.supported_aus))
+            return motion_model
+        try:
+            motion_model = MotionModel.from_pretrained(source, subfolder=MOTION_FOLDER)
+        except FileNotFoundError:
+            continue
+        if motion_model.image_size != args.resolution:
+            raise SystemExit(f"The motion model of {source} works on {motion_model.image_size}px crops, the training "
+                             f"on {args.resolution}px: fit one on the data with --motion_model DATA_DIR.")  # fmt: skip
+        return motion_model
+    if args.motion_model != "auto":
+        raise SystemExit(f"--motion_model {args.motion_model} is neither a model with {MOTION_FOLDER}/ nor an "
+                         f"annotated folder with {LANDMARKS_FILE}.")  # fmt: skip
+    logger.info("No motion model: %s has no %s (annotate it with defgan-annotate to get one).", args.data_dir,
+                LANDMARKS_FILE)
+    return None
+
+
 def build_identity_model(name: str, texture_only: bool) -> nn.Module | None:
     """The frozen face-embedding network ``E`` of the identity loss, or None when the term is off."""
     if texture_only:
@@ -236,12 +274,13 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total
     return final
 
 
-def save_model_folder(model: DefGAN, discriminator: Discriminator, folder: Path, card: dict[str, Any]) -> None:
+def save_model_folder(model: DefGAN, discriminator: Discriminator, folder: Path, card: dict[str, Any],
+                      motion_model: MotionModel | None = None) -> None:  # fmt: skip
     """Write the Hub-ready folder atomically: build it beside the old one, then swap them."""
     partial, previous = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".previous")
     for leftover in (partial, previous):
         shutil.rmtree(leftover, ignore_errors=True)
-    model.save_pretrained(partial, discriminator=discriminator, model_card_kwargs=card)
+    model.save_pretrained(partial, discriminator=discriminator, motion_model=motion_model, model_card_kwargs=card)
     if folder.exists():
         os.replace(folder, previous)
     os.replace(partial, folder)
@@ -414,6 +453,7 @@ def main(args: argparse.Namespace) -> None:
                          "lower --train_batch_size or add data.")
 
     # Models and optimisers.
+    motion_model = build_motion_model(args)
     trainer = Trainer.create(args, accelerator)
     state = trainer.state
     loader = accelerator.prepare(loader)
@@ -468,7 +508,7 @@ def main(args: argparse.Namespace) -> None:
     def write_model(step: int, metrics: dict[str, float]) -> None:
         if accelerator.is_main_process:
             save_model_folder(unwrapped, accelerator.unwrap_model(trainer.discriminator), output_dir / MODEL_FOLDER,
-                              model_card(args, dataset, metrics, step))
+                              model_card(args, dataset, metrics, step), motion_model)
 
     # The loop.
     first_epoch = state.global_step // steps_per_epoch

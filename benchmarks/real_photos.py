@@ -32,12 +32,13 @@ Per preset and model, averaged over faces:
   distance but not in the AU columns. Input crops it cannot read are counted once and left out of the AU
   columns for every preset.
 
-Limits of the annotator: AUs are read from MediaPipe's blendshapes and two landmark measures, an
-approximation of OpenFace, not a FACS coder. MediaPipe's ``cheekSquint`` and ``noseSneer`` blendshapes are
-always 0, so AU09 (nose wrinkler, ``noseSneer``) always reads near 0 and its progress is 0 whatever the
-edit (it lowers ``disgust``'s numbers); AU06 (cheek raiser) has no working blendshape of its own and is read
-from ``eyeSquint``, the same measurement as AU07 (lid tightener): an edit that narrows the eyes scores on both,
-one that raises the cheeks without narrowing the eyes on neither. AU23 and AU25 come from lip landmarks.
+A model folder with a motion model (:mod:`defgan_hf.motion`) gets one more row, **motion model only**: the
+crop warped by the motion model's grid, no network (``DefGANPipeline.edit_face(..., motion_model_only=True)``).
+
+Limits of the annotator: AUs are read from MediaPipe's blendshapes and four landmark measures
+(:mod:`defgan_hf.au_estimation`), an approximation of OpenFace, not a FACS coder. AU06 (cheek raiser) and
+AU09 (nose wrinkler), whose blendshapes are always 0, are read from the cheeks' height and from the nose–lip
+and brow–nose distances: geometric measures that also read a little of each person's build.
 
 Prints Markdown tables and writes ``benchmarks/results/real_photos.json`` (``--output``).
 
@@ -78,8 +79,10 @@ INTENSITY = 1.0
 MIN_GAP = 0.1
 ANNOTATION_SIZE = 128
 """Side of the crops the annotator reads: that of the training labels (``defgan-annotate --size 128``)."""
-BLIND_AUS = {"AU06": "read from eyeSquint, as AU07", "AU09": "noseSneer is always 0"}
-"""AUs the annotator cannot measure on their own (see the module docstring)."""
+LANDMARK_AUS = {"AU06": "read from the cheeks' height", "AU09": "read from nose–lip and brow–nose distances",
+                "AU23": "read from the lips' area", "AU25": "read from the lips' gap"}
+"""AUs the annotator reads from landmarks, not blendshapes (see the module docstring)."""
+MOTION_MODEL_LABEL = "motion model only"
 
 
 @dataclass(frozen=True)
@@ -178,9 +181,10 @@ def detect_all(pipeline: DefGANPipeline, faces: list[FaceRef]) -> list[DetectedF
 
 
 def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], presets: list[str],
-                   sface: torch.nn.Module, min_gap: float,
-                   label: str) -> tuple[dict[str, Tally], dict[str, list[float]], int]:  # fmt: skip
-    """Edit every face (from :func:`detect_all` at this pipeline's resolution) toward every preset with one model.
+                   sface: torch.nn.Module, min_gap: float, label: str,
+                   motion_model_only: bool = False) -> tuple[dict[str, Tally], dict[str, list[float]], int]:  # fmt: skip
+    """Edit every face (from :func:`detect_all` at this pipeline's resolution) toward every preset with one model
+    (or, with ``motion_model_only``, with its motion model alone).
 
     Returns:
         Per preset its :class:`Tally`; per AU the progress values of all presets pooled; and the number of
@@ -194,7 +198,8 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
         input_misses += before is None
         source_embedding = embed(sface, [face.aligned.image])
         for preset in presets:
-            output = pipeline.edit_face(face, expression=preset, intensity=INTENSITY)
+            output = pipeline.edit_face(face, expression=preset, intensity=INTENSITY,
+                                        motion_model_only=motion_model_only)  # fmt: skip
             tally = tallies[preset]
             tally.faces += 1
             tally.identity.append(1.0 - float(source_embedding[0] @ embed(sface, [output.edited_crop])[0]))
@@ -269,7 +274,7 @@ def markdown(results: dict) -> str:
         for label in labels:
             entry = results["per_au_progress"][label][name]
             cells.append(f"{_number(entry['mean_progress'])} ({entry['count']})")
-        lines.append(f"| {name} {AU_FACS_NAMES[name]} | " + " | ".join(cells) + f" | {BLIND_AUS.get(name, '')} |")
+        lines.append(f"| {name} {AU_FACS_NAMES[name]} | " + " | ".join(cells) + f" | {LANDMARK_AUS.get(name, '')} |")
     return "\n".join(lines)
 
 
@@ -337,9 +342,14 @@ def main() -> None:
         crops = [face.aligned.image for face in detected[pipelines[0].image_size]]
         distance, pairs = different_people_distance(sface, crops, faces)
         summaries = {}
-        for pipeline, label in zip(pipelines, labels):
+        runs = [(pipeline, label, False) for pipeline, label in zip(pipelines, labels)]
+        if pipelines[0].motion_model is not None:
+            runs.append((pipelines[0], MOTION_MODEL_LABEL, True))
+            labels.append(MOTION_MODEL_LABEL)
+        for pipeline, label, motion_model_only in runs:
             tallies, per_au, input_misses[label] = evaluate_model(
-                pipeline, detected[pipeline.image_size], args.expressions, sface, args.min_gap, label
+                pipeline, detected[pipeline.image_size], args.expressions, sface, args.min_gap, label,
+                motion_model_only,
             )
             summaries[label] = {preset: summarise(tally) for preset, tally in tallies.items()}
             per_au_progress[label] = {name: {"mean_progress": float(np.mean(values)) if values else None,
@@ -350,7 +360,9 @@ def main() -> None:
 
     results = {
         "config": {
-            "models": [model_config(name, label, pipeline) for name, label, pipeline in zip(names, labels, pipelines)],
+            "models": [model_config(name, label, pipeline) for name, label, pipeline in zip(names, labels, pipelines)]
+            + ([{"label": MOTION_MODEL_LABEL, "name": f"the motion model of {labels[0]}", "texture_only": False,
+                 "image_size": pipelines[0].image_size}] if MOTION_MODEL_LABEL in labels else []),
             "photos": {name: f"{package}: {member}" for name, (package, member) in EVALUATION_PHOTOS.items()},
             "num_photos": len(photos),
             "photos_without_faces": faceless,

@@ -464,3 +464,60 @@ def paste_back(photo: str | Path | Image.Image | np.ndarray, edited: Image.Image
     blended = box + weight[:, :, None] * (warped.astype(np.float32) - box)
     result[top:bottom, left:right] = np.clip(blended.round(), 0, 255).astype(np.uint8)
     return Image.fromarray(result)
+
+
+def paste_edit(photo: str | Path | Image.Image | np.ndarray, aligned: AlignedFace, offsets: np.ndarray,
+               color: np.ndarray, mask: np.ndarray) -> Image.Image:  # fmt: skip
+    """Apply an edit of the crop to the photo at the photo's own resolution: warp the photo, add texture under the mask.
+
+    The motion: the crop's deformation (a displacement per crop pixel) is mapped into photo pixels through
+    the crop's similarity transform and the photo itself is resampled, so the moved face keeps the photo's
+    detail. The texture: the texture map and attention mask are brought back to the photo and blended,
+    ``M·T + (1 − M)·warped photo``, so where the mask is 0 the photo's own pixels are kept, only moved.
+    Both fade to zero with :func:`paste_mask` at the edge of the face's footprint, so no seam appears and
+    no pixel outside the footprint changes; an edit that moves nothing and adds no texture returns the
+    photo exactly.
+
+    Args:
+        photo: the photo ``aligned`` was cut from.
+        aligned: from :func:`align_face`.
+        offsets: ``(S, S, 2)`` float, the crop's backward displacement ``G − Id`` in crop pixels, ``(x, y)``
+            (:func:`defgan_hf.warp.grid_offsets_px`); ``S`` may differ from ``aligned.image``'s size.
+        color: ``(S, S, 3)`` float RGB in ``[0, 255]``, the texture map ``T``.
+        mask: ``(S, S)`` float in ``[0, 1]``, the attention mask ``M`` (1: the texture replaces the photo).
+
+    Returns:
+        A new RGB photo of the same size.
+    """
+    photo = load_image(photo)
+    if photo.size != aligned.photo_size:
+        raise ValueError(f"The photo is {photo.size}, but the face was aligned in a photo of {aligned.photo_size}.")
+    size = offsets.shape[0]
+    if offsets.shape != (size, size, 2) or color.shape != (size, size, 3) or mask.shape != (size, size):
+        raise ValueError(f"offsets, color and mask must be (S, S, 2), (S, S, 3) and (S, S) for one S, got "
+                         f"{offsets.shape}, {color.shape} and {mask.shape}.")  # fmt: skip
+    (left, top, right, bottom), crop_to_box, weight = _paste_window(aligned, size)
+    box_size = (right - left, bottom - top)
+
+    def to_box(values: np.ndarray, border: int) -> np.ndarray:
+        return cv2.warpAffine(values, crop_to_box, box_size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+
+    # A displacement d in crop pixels is L⁻¹·d in photo pixels, L the linear part of photo → crop.
+    crop_from_photo = _resized_crop_matrix(aligned, size)[:, :2]
+    offsets = np.ascontiguousarray(offsets, dtype=np.float32)
+    displacement = to_box(offsets, cv2.BORDER_REPLICATE) @ np.linalg.inv(crop_from_photo).T.astype(np.float32)
+    displacement *= weight[:, :, None]
+    columns, rows = np.meshgrid(np.arange(left, right, dtype=np.float32), np.arange(top, bottom, dtype=np.float32))
+    pixels = np.asarray(photo)
+    # Cubic resampling keeps the photo's sharpness; at whole-pixel positions it returns the pixels exactly.
+    warped = cv2.remap(pixels, columns + displacement[:, :, 0], rows + displacement[:, :, 1], cv2.INTER_CUBIC,
+                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    texture_weight = to_box(np.ascontiguousarray(mask, dtype=np.float32), cv2.BORDER_CONSTANT) * weight
+    if texture_weight.max() > 0:
+        texture = to_box(np.clip(np.asarray(color, dtype=np.float32).round(), 0, 255).astype(np.uint8),
+                         cv2.BORDER_REPLICATE)  # fmt: skip
+        # (w·T + (1 − w)·warped) / 1, rounded; where w is 0 the warped photo comes back exactly.
+        warped = cv2.blendLinear(texture, warped, texture_weight, 1.0 - texture_weight)
+    result = pixels.copy()
+    result[top:bottom, left:right] = warped
+    return Image.fromarray(result)

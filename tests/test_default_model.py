@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from defgan_hf import DEFAULT_MODEL, DefGAN, DefGANPipeline, Discriminator, TextureGenerator
-from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER
+from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER
+from defgan_hf.motion import MotionModel
 from defgan_hf.regions import (
     REGION_EDITS,
     REGION_LANDMARKS,
@@ -54,14 +55,17 @@ def edit_motion(pipeline, faces) -> dict[str, dict[str, dict[str, float]]]:
 
 def test_default_model_is_a_complete_hub_folder_within_the_size_limit():
     files = {path.relative_to(DEFAULT_MODEL).as_posix() for path in DEFAULT_MODEL.rglob("*") if path.is_file()}
-    assert files == {"README.md", "config.json", *(f"{part}/{name}" for part in ("deformer", "texturer",
-                     DISCRIMINATOR_FOLDER) for name in ("config.json", "model.safetensors"))}  # fmt: skip
+    assert files == {"README.md", "config.json", "motion_model.png", *(
+        f"{part}/{name}" for part in ("deformer", "texturer", DISCRIMINATOR_FOLDER, MOTION_FOLDER)
+        for name in ("config.json", "model.safetensors"))}  # fmt: skip
     size_mib = sum(path.stat().st_size for path in DEFAULT_MODEL.rglob("*") if path.is_file()) / 2**20
     assert size_mib <= MAX_FOLDER_MIB
     assert json.loads((DEFAULT_MODEL / "config.json").read_text()) == {"texture_only": False}
     model = DefGAN.from_pretrained(DEFAULT_MODEL)
     discriminator = Discriminator.from_pretrained(DEFAULT_MODEL, subfolder=DISCRIMINATOR_FOLDER)
     assert model.image_size == discriminator.image_size == 128 and not model.texture_only
+    motion = MotionModel.from_pretrained(DEFAULT_MODEL, subfolder=MOTION_FOLDER)
+    assert motion.image_size == 128 and {"AU01", "AU04", "AU12", "AU25", "AU45"} <= set(motion.supported_aus)
 
 
 def test_model_card_states_data_licences_command_evaluation_and_limits():
@@ -72,7 +76,8 @@ def test_model_card_states_data_licences_command_evaluation_and_limits():
         assert source in card, source
     assert "MIT" in card and "Apache-2.0" in card and "BSD" in card
     assert "python train_accelerate.py" in card and "scripts/real_faces.py" in card  # the exact commands
-    assert "identity distance" in card and "texture-only" in card  # the held-out evaluation table
+    assert "identity distance" in card and "motion model only" in card  # the held-out evaluation table
+    assert "## Evaluation" in card and "### The motion model" in card and "(motion_model.png)" in card
     assert "demo" in card and "CPU" in card
     for machine_path in ("/tmp/", "/root/", "/home/"):
         assert machine_path not in card

@@ -21,6 +21,7 @@ from defgan_hf.face import (
     image_to_tensor,
     load_image,
     paste_back,
+    paste_edit,
     paste_mask,
     tensor_to_image,
 )
@@ -235,3 +236,106 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, sample_media):
     truncated.write_bytes(sample_media("single_face.jpg").read_bytes()[:10000])
     with pytest.raises(OSError, match="truncated"):
         load_image(truncated)
+
+
+# Edits at the photo's resolution (paste_edit): the photo itself warped, texture only under the mask.
+
+EDIT_SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def large_portrait(sample_media):
+    """The happy woman (512×512, her face about 3.7 times the model's 128 px crop), her face and its crop.
+
+    (An upscaled photo would not do: upscaling leaves little detail to lose.)"""
+    photo = load_image(sample_media("0-f15-hao-ph.jpg"))
+    face = detect_face(photo)
+    return photo, face, align_face(photo, face, size=EDIT_SIZE)
+
+
+def face_box(face) -> tuple[slice, slice]:
+    left, top, right, bottom = np.round(face.box).astype(int)
+    return slice(top, bottom), slice(left, right)
+
+
+def laplacian_variance(photo: Image.Image, box: tuple[slice, slice]) -> float:
+    grey = cv2.cvtColor(np.asarray(photo), cv2.COLOR_RGB2GRAY)[box]
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def no_texture(size: int = EDIT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((size, size, 3), np.float32), np.zeros((size, size), np.float32)
+
+
+def smile_offsets(aligned, size: int = EDIT_SIZE) -> np.ndarray:
+    """A smile with parted lips from the default model's motion model: (S, S, 2) crop pixels."""
+    from defgan_hf import AU_NAMES, DEFAULT_MODEL
+    from defgan_hf.motion import MotionModel
+    from defgan_hf.warp import grid_offsets_px
+
+    motion = MotionModel.from_pretrained(DEFAULT_MODEL, subfolder="motion")
+    matrix = aligned.matrix
+    landmarks = torch.from_numpy(aligned.face.landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]).float()[None]
+    source = torch.zeros(1, len(AU_NAMES))
+    target = source.clone()
+    target[0, AU_NAMES.index("AU12")], target[0, AU_NAMES.index("AU25")] = 0.9, 0.6
+    return grid_offsets_px(motion.grid(landmarks, source, target))[0].numpy()
+
+
+def test_an_edit_that_moves_nothing_and_adds_no_texture_returns_the_photo_exactly(large_portrait):
+    photo, _, aligned = large_portrait
+    result = paste_edit(photo, aligned, np.zeros((EDIT_SIZE, EDIT_SIZE, 2), np.float32), *no_texture())
+    assert np.array_equal(np.asarray(result), np.asarray(photo))
+
+
+def test_a_motion_only_edit_of_a_large_photo_keeps_its_sharpness(large_portrait):
+    photo, face, aligned = large_portrait
+    box = face_box(face)
+    result = paste_edit(photo, aligned, smile_offsets(aligned), *no_texture())
+    assert np.abs(np.asarray(result, float) - np.asarray(photo, float))[box].max() > 30, "the mouth moved"
+    before, after = laplacian_variance(photo, box), laplacian_variance(result, box)
+    assert abs(after - before) <= 0.1 * before, (before, after)
+    # The crop pasted back, for scale: it loses most of the detail.
+    pasted = paste_back(photo, aligned.image, aligned)
+    assert laplacian_variance(pasted, box) < 0.5 * before
+
+
+def test_pixels_outside_the_footprint_are_never_touched(large_portrait):
+    photo, _, aligned = large_portrait
+    color = np.full((EDIT_SIZE, EDIT_SIZE, 3), 255.0, np.float32) - np.asarray(aligned.image, np.float32)
+    result = paste_edit(photo, aligned, smile_offsets(aligned), color, np.ones((EDIT_SIZE, EDIT_SIZE), np.float32))
+    changed = np.any(np.asarray(result) != np.asarray(photo), axis=2)
+    assert changed.any() and not np.any(changed & (paste_mask(aligned) == 0))
+
+
+def test_texture_replaces_the_photo_only_under_the_mask(large_portrait):
+    photo, face, aligned = large_portrait
+    mask = np.zeros((EDIT_SIZE, EDIT_SIZE), np.float32)
+    mask[:, : EDIT_SIZE // 2] = 1.0  # the image's left half of the crop
+    white = np.full((EDIT_SIZE, EDIT_SIZE, 3), 255.0, np.float32)
+    result = np.asarray(paste_edit(photo, aligned, np.zeros((EDIT_SIZE, EDIT_SIZE, 2), np.float32), white, mask))
+    nose_x, nose_y = np.round(face.keypoints[2]).astype(int)
+    eye_distance = int(face.eye_distance)
+    left = (nose_y, nose_x - eye_distance // 2)
+    right = (nose_y, nose_x + eye_distance // 2)
+    assert np.all(result[left] == 255)
+    assert np.array_equal(result[right], np.asarray(photo)[right])
+
+
+def test_a_grid_that_moves_the_mouth_in_the_crop_moves_it_by_the_matching_photo_pixels(large_portrait):
+    photo, face, aligned = large_portrait
+    shift = np.zeros((EDIT_SIZE, EDIT_SIZE, 2), np.float32)
+    shift[..., 1] = -3.0  # every crop pixel reads 3 crop pixels above: the face moves down by 3 crop pixels
+    result = np.asarray(paste_edit(photo, aligned, shift, *no_texture()), float)
+    # In the photo: 3 crop pixels are 3 / scale photo pixels, turned by the alignment's rotation.
+    linear = aligned.matrix[:, :2]
+    expected_shift = (np.linalg.inv(linear) @ np.array([0.0, -3.0])).astype(np.float32)
+    assert np.isclose(np.linalg.norm(expected_shift), 3.0 / aligned.scale)
+    pixels = np.asarray(photo)
+    columns, rows = np.meshgrid(np.arange(photo.width, dtype=np.float32), np.arange(photo.height, dtype=np.float32))
+    expected = cv2.remap(pixels, columns + expected_shift[0], rows + expected_shift[1], cv2.INTER_CUBIC).astype(float)
+    mouth_x, mouth_y = np.round(face.keypoints[3:].mean(axis=0)).astype(int)
+    half = int(face.eye_distance * 0.4)
+    window = (slice(mouth_y - half, mouth_y + half), slice(mouth_x - half, mouth_x + half))
+    assert np.abs(result[window] - expected[window]).mean() < 1.0
+    assert np.abs(result[window] - pixels[window]).mean() > 5.0, "the mouth moved by more than noise"

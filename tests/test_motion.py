@@ -198,3 +198,16 @@ def test_the_command_fits_and_saves_and_explains_a_folder_without_landmarks(smal
     with pytest.raises(SystemExit):
         main([str(tmp_path / "old"), "--out", str(tmp_path / "model2")])
     assert "landmarks.csv" in capsys.readouterr().err
+
+
+def test_a_motion_model_edit_that_asks_for_no_change_returns_the_photo_exactly(motion, tmp_path, sample_media):
+    from PIL import Image
+
+    from defgan_hf import DefGANPipeline
+
+    DefGAN(TextureGenerator(width=8, num_res_blocks=1)).save_pretrained(tmp_path, motion_model=motion)
+    pipe = DefGANPipeline.from_pretrained(tmp_path)
+    photo = Image.open(sample_media("0-f15-hao-ph.jpg")).convert("RGB")
+    for edit in ({"expression": "happy", "intensity": 0.0}, {}):
+        assert pipe(photo, motion_model_only=True, **edit).image.tobytes() == photo.tobytes()
+    assert pipe(photo, expression="surprise", motion_model_only=True).image.tobytes() != photo.tobytes()

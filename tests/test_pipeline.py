@@ -37,6 +37,21 @@ def test_edit_returns_the_whole_photo_changed_only_around_the_face(pipeline, sam
     assert changed.mean() < 0.6  # a portrait: the face, not the photo
 
 
+def test_the_photo_is_edited_at_its_own_resolution_warped_and_textured_under_the_mask(pipeline, sample_media):
+    """The edit is applied to the photo itself (paste_edit), not as the 128 px crop pasted back."""
+    from defgan_hf.face import paste_edit
+    from defgan_hf.warp import grid_offsets_px
+
+    photo = Image.open(sample_media("0-f15-hao-ph.jpg")).convert("RGB")
+    out = pipeline(photo, expression="surprise")
+    crop = image_to_tensor(out.aligned.image)
+    with torch.no_grad():
+        edit = pipeline.model(crop, out.source_aus[None], out.target_aus[None])
+    expected = paste_edit(photo, out.aligned, grid_offsets_px(edit.grid)[0].numpy(),
+                          ((edit.color[0].permute(1, 2, 0) + 1) * 127.5).numpy(), edit.mask[0, 0].numpy())
+    assert out.image.tobytes() == expected.tobytes()
+
+
 def test_views_have_the_crop_size(pipeline, sample_media):
     out = pipeline(sample_media("single_face.jpg"), expression="happy")
     for view in (out.crop, out.deformed, out.edited_crop, out.mask, out.deformation, out.difference):

@@ -216,3 +216,21 @@ def test_data_dir_without_labelled_faces_fails_before_training(tmp_path):
     assert result.returncode != 0
     assert "found 1 image" in result.stderr
     assert not (tmp_path / "out" / "model").exists()
+
+
+def test_the_motion_model_is_fitted_and_saved_with_the_model(face_folder, small_motion_set, tmp_path):
+    from defgan_hf.motion import MotionModel
+
+    common = ["--data_dir", str(face_folder), *TINY, "--max_train_steps", "1", "--critic_steps", "1"]
+    result = run(train_command(*common, "--output_dir", str(tmp_path / "run"), "--motion_model", str(small_motion_set)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    motion = MotionModel.from_pretrained(tmp_path / "run" / "model", subfolder="motion")
+    assert motion.image_size == 32 and "AU12" in motion.supported_aus
+    # Fine-tuning keeps it; a folder that is neither a model nor an annotated set is refused by name.
+    result = run(train_command(*common, "--output_dir", str(tmp_path / "tuned"), "--pretrained_model",
+                               str(tmp_path / "run" / "model")))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    tuned = MotionModel.from_pretrained(tmp_path / "tuned" / "model", subfolder="motion")
+    assert torch.equal(tuned.displacements, motion.displacements)
+    result = run(train_command(*common, "--output_dir", str(tmp_path / "bad"), "--motion_model", str(face_folder)))
+    assert result.returncode != 0 and "neither a model" in result.stderr
