@@ -314,7 +314,7 @@ def main() -> None:
         print(markdown(json.loads(args.from_json.read_text())))
         return
     if args.model is None and not DEFAULT_MODEL.is_dir():
-        parser.error("no trained default model is shipped in the package yet: name one with --model.")
+        parser.error(f"the default model folder {DEFAULT_MODEL} is missing: reinstall the package or name a model with --model.")
 
     names: list[str | Path] = [DEFAULT_MODEL if args.model is None else args.model]
     if args.texture_only_model is not None:

@@ -174,10 +174,13 @@ def _detect_in(image: Image.Image, offset: tuple[int, int] = (0, 0)) -> list[Fac
     import mediapipe as mp
 
     scale = min(1.0, DETECTION_MAX_SIDE / max(image.size))
+    pixels, (width, height) = np.asarray(image), image.size
     if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+        # Area averaging: an antialiased reduction, several times faster than Lanczos on a 12-megapixel photo.
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
     landmarker, lock = _landmarker()
-    frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(np.asarray(image)))
+    frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(pixels))
     with lock:
         result = landmarker.detect(frame)
     faces = []
@@ -186,7 +189,7 @@ def _detect_in(image: Image.Image, offset: tuple[int, int] = (0, 0)) -> list[Fac
         normalised = np.array([(point.x, point.y, point.z) for point in mesh], dtype=np.float64)
         # MediaPipe normalises x by the width, y by the height and z roughly like x; its pixel centres
         # are at integer coordinates, which scaling keeps in place: x → (x + 0.5) / scale − 0.5.
-        landmarks = normalised * (image.width, image.height, image.width) / scale
+        landmarks = normalised * (width, height, width) / scale
         landmarks[:, :2] += np.array(offset) + 0.5 / scale - 0.5
         faces.append(Face(landmarks=landmarks, blendshapes={s.category_name: float(s.score) for s in shapes},
                           pose=head_pose(np.asarray(transformation))))
