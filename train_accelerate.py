@@ -23,7 +23,7 @@ import shutil
 import sys
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,26 +37,13 @@ from tqdm.auto import tqdm
 from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
 from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
-from defgan_hf.losses import (
-    composition_loss,
-    critic_loss,
-    cycle_loss,
-    expression_loss,
-    generator_critic_loss,
-    gradient_penalty,
-    grid_regularizer,
-    identity_loss,
-    mask_regularizer,
-)
 from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation
 from defgan_hf.models.hub import push_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
+from defgan_hf.objective import EditBatch, LossWeights, critic_objective, generator_objective
 from defgan_hf.visualize import sample_grid
 
 logger = logging.getLogger("train_accelerate")
-
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-"""One micro-batch: faces ``(N, 3, S, S)`` in [-1, 1], their AUs ``x`` and target AUs ``y``, ``(N, 17)`` in [0, 1]."""
 
 CHECKPOINT_PREFIX = "checkpoint-"
 MODEL_FOLDER = "model"
@@ -120,6 +107,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--discriminator_width", type=int, default=64)
     model.add_argument("--discriminator_layers", type=int, default=6)
     model.add_argument("--max_offset", type=float, default=5.0, help="Deformation bound in pixels (paper: 5).")
+    model.add_argument("--conditioning", choices=["paper", "change"], default="paper",
+                       help="What the generators are conditioned on: 'paper' (x and y for the deformer, y for the "
+                            "texture) or 'change' (not in the paper: the AU change y − x too, and one deformation "
+                            "field per AU weighted by it, so that an edit that changes no AU moves nothing).")
+    model.add_argument("--texture_upsampling", choices=["transposed", "bilinear"], default="transposed",
+                       help="The texture generator's upsampling: the paper's transposed convolutions, or bilinear "
+                            "upsampling + convolution (no checkerboard).")
+    model.add_argument("--mask_regions", action="store_true",
+                       help="Not in the paper: confine the attention mask to the face regions of the AUs that "
+                            "change (defgan_hf.face_regions; needs landmarks.csv).")
     model.add_argument("--au_modulation", action="store_true",
                        help="Also feed the AUs to the generators' normalisations after the bottleneck (not in the "
                             "paper; see defgan_hf.models.blocks.AUModulatedNorm). With --pretrained_model it is "
@@ -146,6 +143,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights.add_argument("--lambda_grid_tv", type=float, default=1e-5)
     weights.add_argument("--lambda_mask_eye", type=float, default=0.1)
     weights.add_argument("--lambda_mask_tv", type=float, default=1e-5)
+    weights.add_argument("--lambda_motion_teacher", type=float, default=0.0,
+                         help="Not in the paper: weight of the motion teacher, the deformation grid against the "
+                              "motion model's grid for the same face and edit (pixels²; needs landmarks.csv).")
 
     args = parser.parse_args(argv)
     for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "sample_steps",
@@ -191,11 +191,13 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
             model = with_au_modulation(model)
         return model.train(), discriminator.train()
     generator_sizes = dict(image_size=args.resolution, width=args.generator_width,
-                           num_res_blocks=args.generator_res_blocks, au_modulation=args.au_modulation)
+                           num_res_blocks=args.generator_res_blocks, au_modulation=args.au_modulation,
+                           conditioning=args.conditioning)  # fmt: skip
     deformer = None if args.texture_only else DeformationGenerator(**generator_sizes, max_offset=args.max_offset)
     discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
                                   num_layers=args.discriminator_layers)
-    return DefGAN(TextureGenerator(**generator_sizes), deformer), discriminator
+    texturer = TextureGenerator(**generator_sizes, upsampling=args.texture_upsampling)
+    return DefGAN(texturer, deformer, mask_regions=args.mask_regions), discriminator
 
 
 def build_motion_model(args: argparse.Namespace) -> MotionModel | None:
@@ -314,10 +316,14 @@ class Trainer:
     identity_model: nn.Module | None
     state: TrainingState
     checkpoint_dir: Path
+    weights: LossWeights
+    motion_model: MotionModel | None = None
 
     @classmethod
-    def create(cls, args: argparse.Namespace, accelerator: Accelerator) -> Trainer:
-        """Build (or load) the networks, their Adam optimisers, and prepare them for ``accelerator``."""
+    def create(cls, args: argparse.Namespace, accelerator: Accelerator,
+               motion_model: MotionModel | None = None) -> Trainer:  # fmt: skip
+        """Build (or load) the networks, their Adam optimisers, and prepare them for ``accelerator``; the loss
+        weights from the ``--lambda_*`` flags; ``motion_model`` teaches the deformation generator."""
         model, discriminator = build_models(args)
         identity_model = build_identity_model(args.identity_model, model.texture_only)
         if identity_model is not None:
@@ -333,8 +339,14 @@ class Trainer:
         accelerator.unwrap_model(discriminator, keep_fp32_wrapper=False)
         state = TrainingState()
         accelerator.register_for_checkpointing(state)
+        weights = LossWeights(**{field.name: getattr(args, f"lambda_{field.name}") for field in fields(LossWeights)})
+        if weights.motion_teacher > 0 and motion_model is None:
+            raise SystemExit("--lambda_motion_teacher needs a motion model: annotate the data with defgan-annotate "
+                             "(landmarks.csv) or name one with --motion_model.")  # fmt: skip
+        if motion_model is not None:
+            motion_model.to(accelerator.device)
         return cls(args, accelerator, model, discriminator, generator_optimizer, critic_optimizer, identity_model,
-                   state, Path(args.output_dir))
+                   state, Path(args.output_dir), weights, motion_model)
 
     @property
     def unwrapped_model(self) -> DefGAN:
@@ -362,70 +374,34 @@ class Trainer:
             )
         return dict(zip(terms, values.tolist()))
 
-    def critic_step(self, batches: list[Batch]) -> dict[str, float]:
-        """One critic update, L_D = E[D_c(I_y)] − E[D_c(I_x)] + λ_gp GP + λ_exp ‖D_exp(I_x) − x‖², over micro-batches."""
-        args, accelerator, model, discriminator = self.args, self.accelerator, self.model, self.discriminator
+    def critic_step(self, batches: list[EditBatch]) -> dict[str, float]:
+        """One critic update (:func:`~defgan_hf.objective.critic_objective`) over micro-batches."""
         self.critic_optimizer.zero_grad(set_to_none=True)
         logged: dict[str, float] = defaultdict(float)
-        for index, (real, source_aus, target_aus) in enumerate(batches):
-            with self._sync_unless(discriminator, index == len(batches) - 1):
-                with torch.no_grad():
-                    fake = model(real, source_aus, target_aus).image
-                with accelerator.autocast():
-                    on_real, on_fake = discriminator(real), discriminator(fake)
-                terms = {
-                    "critic/wasserstein": critic_loss(on_real.critic, on_fake.critic),
-                    "critic/gradient_penalty": gradient_penalty(lambda x: discriminator(x).critic, real, fake),
-                    "critic/expression_real": expression_loss(on_real.aus, source_aus),
-                }
-                loss = (terms["critic/wasserstein"] + args.lambda_gp * terms["critic/gradient_penalty"]
-                        + args.lambda_expression_real * terms["critic/expression_real"])
+        for index, batch in enumerate(batches):
+            with self._sync_unless(self.discriminator, index == len(batches) - 1):
+                loss, terms = critic_objective(self.model, self.discriminator, batch, self.weights,
+                                               self.accelerator.autocast)  # fmt: skip
                 for name, value in self._reduce_and_check({**terms, "critic/total": loss}).items():
                     logged[name] += value / len(batches)
-                accelerator.backward(loss / len(batches))
+                self.accelerator.backward(loss / len(batches))
         self.critic_optimizer.step()
         return logged
 
-    def generator_step(self, batches: list[Batch]) -> dict[str, float]:
-        """One joint update of both generators: adversarial, expression on I*_y and I_y, cycle, identity,
-        grid composition and the two regularisers, over micro-batches."""
-        args, accelerator, model, discriminator = self.args, self.accelerator, self.model, self.discriminator
-        texture_only = self.unwrapped_model.texture_only
+    def generator_step(self, batches: list[EditBatch]) -> dict[str, float]:
+        """One joint update of both generators (:func:`~defgan_hf.objective.generator_objective`) over micro-batches."""
         self.generator_optimizer.zero_grad(set_to_none=True)
         logged: dict[str, float] = defaultdict(float)
-        for index, (real, source_aus, target_aus) in enumerate(batches):
-            with self._sync_unless(model, index == len(batches) - 1):
-                edit = model(real, source_aus, target_aus)
-                cycle = model(edit.image, target_aus, source_aus)
-                with accelerator.autocast():
-                    on_edit = discriminator(edit.image)
-                    terms = {
-                        "generator/critic": generator_critic_loss(on_edit.critic),
-                        "generator/expression": expression_loss(on_edit.aus, target_aus),
-                        "generator/cycle": cycle_loss(cycle.image, real),
-                        "generator/mask_regularizer": mask_regularizer(edit.mask, args.lambda_mask_eye,
-                                                                       args.lambda_mask_tv),
-                    }
-                    loss = (args.lambda_critic * terms["generator/critic"]
-                            + args.lambda_expression * terms["generator/expression"]
-                            + args.lambda_cycle * terms["generator/cycle"]
-                            + terms["generator/mask_regularizer"])
-                    if not texture_only:
-                        terms["generator/expression_deformed"] = expression_loss(discriminator(edit.deformed).aus,
-                                                                                 target_aus)
-                        terms["generator/composition"] = composition_loss(edit.grid, cycle.grid)
-                        terms["generator/grid_regularizer"] = grid_regularizer(edit.grid, args.lambda_grid_eye,
-                                                                               args.lambda_grid_tv)
-                        loss = (loss + args.lambda_expression_deformed * terms["generator/expression_deformed"]
-                                + args.lambda_composition * terms["generator/composition"]
-                                + terms["generator/grid_regularizer"])
-                    if self.identity_model is not None:
-                        terms["generator/identity"] = identity_loss(self.identity_model(edit.deformed),
-                                                                    self.identity_model(real))
-                        loss = loss + args.lambda_identity * terms["generator/identity"]
+        for index, batch in enumerate(batches):
+            with self._sync_unless(self.model, index == len(batches) - 1):
+                loss, terms = generator_objective(
+                    self.model, self.discriminator, batch, self.weights, texture_only=self.unwrapped_model.texture_only,
+                    identity_model=self.identity_model, motion_model=self.motion_model,
+                    autocast=self.accelerator.autocast,
+                )
                 for name, value in self._reduce_and_check({**terms, "generator/total": loss}).items():
                     logged[name] += value / len(batches)
-                accelerator.backward(loss / len(batches))
+                self.accelerator.backward(loss / len(batches))
         self.generator_optimizer.step()
         return logged
 
@@ -454,7 +430,12 @@ def main(args: argparse.Namespace) -> None:
 
     # Models and optimisers.
     motion_model = build_motion_model(args)
-    trainer = Trainer.create(args, accelerator)
+    uses_landmarks = args.mask_regions or args.lambda_motion_teacher > 0
+    if uses_landmarks and dataset.num_with_landmarks < len(dataset):
+        raise SystemExit(f"--mask_regions and --lambda_motion_teacher need every face's landmarks, but "
+                         f"{len(dataset) - dataset.num_with_landmarks} of {len(dataset)} faces have none: annotate "
+                         "the data with defgan-annotate, which writes landmarks.csv.")  # fmt: skip
+    trainer = Trainer.create(args, accelerator, motion_model)
     state = trainer.state
     loader = accelerator.prepare(loader)
 
@@ -485,6 +466,7 @@ def main(args: argparse.Namespace) -> None:
     shown = np.linspace(0, len(dataset) - 1, min(args.num_samples, len(dataset))).round().astype(int).tolist()
     sample_faces = torch.stack([read_face_crop(dataset.image_dir / dataset.files[i], args.resolution) for i in shown])
     sample_aus = dataset.aus[shown]
+    sample_landmarks = dataset.landmarks[shown] if uses_landmarks else None
     presets = [vector for name, vector in EXPRESSIONS.items() if name != "neutral"]
     sample_targets = torch.stack([presets[i % len(presets)] for i in range(len(sample_faces))])
     unwrapped = trainer.unwrapped_model
@@ -493,7 +475,8 @@ def main(args: argparse.Namespace) -> None:
     def save_samples(step: int) -> None:
         with torch.no_grad(), accelerator.autocast():
             faces = sample_faces.to(accelerator.device)
-            edit = unwrapped(faces, sample_aus.to(faces.device), sample_targets.to(faces.device))
+            landmarks = None if sample_landmarks is None else sample_landmarks.to(faces.device)
+            edit = unwrapped(faces, sample_aus.to(faces.device), sample_targets.to(faces.device), landmarks)
         picture = sample_grid(faces, edit, sample_targets, max_offset)
         (output_dir / "samples").mkdir(exist_ok=True)
         picture.save(output_dir / "samples" / f"step-{step:07d}.png")
@@ -522,10 +505,11 @@ def main(args: argparse.Namespace) -> None:
             loader.set_epoch(epoch)
         epoch_loader = accelerator.skip_first_batches(loader, batches_to_skip) if batches_to_skip else loader
         batches_to_skip = 0
-        pending: list[Batch] = []
-        for real, source_aus in epoch_loader:
-            pending.append((real, source_aus, sample_target_aus(source_aus, noise=args.target_noise,
-                                                                  single_au_fraction=args.single_au_targets)))
+        pending: list[EditBatch] = []
+        for item in epoch_loader:
+            target_aus = sample_target_aus(item.aus, noise=args.target_noise, single_au_fraction=args.single_au_targets)
+            landmarks, mirrored = (item.landmarks, item.mirrored) if uses_landmarks else (None, None)
+            pending.append(EditBatch(item.image, item.aus, target_aus, landmarks, mirrored))
             if len(pending) < args.gradient_accumulation_steps:
                 continue
             # The learning rate is a function of the step counter, which checkpoints restore.

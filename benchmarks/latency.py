@@ -5,8 +5,8 @@ Stages, as :class:`~defgan_hf.pipeline.DefGANPipeline` runs them on a photo alre
 
 - detection: MediaPipe's face landmarker (mesh and blendshapes) on the photo;
 - crop: 5-point alignment to the model's resolution, and the source AUs from the landmarks;
-- deformation: the deformation generator and the warp, ``I*_y = Warp(G_Def(I_x, x, y), I_x)``;
-- texture: the texture generator and the composition, ``I_y = M·T + (1 − M)·I*_y``;
+- networks: the deformation generator and the warp, ``I*_y = Warp(G_Def(I_x, x, y), I_x)``, then the
+  texture generator and the composition, ``I_y = M·T + (1 − M)·I*_y`` (``DefGAN.forward``);
 - compositing: the edit applied to the photo at its own resolution (:func:`defgan_hf.face.paste_edit`:
   the photo warped by the deformation mapped into photo pixels, the texture blended in under the mask).
 
@@ -39,14 +39,14 @@ from defgan_hf.assets import SAMPLE_MEDIA, fetch
 from defgan_hf.face import align_face, detect_face, paste_edit
 from defgan_hf.images import image_to_tensor, load_image
 from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DetectedFace
-from defgan_hf.warp import grid_offsets_px, identity_grid, warp
+from defgan_hf.warp import grid_offsets_px
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
 PHOTO = "single_face.jpg"
 PHOTO_SIZES = {"1 MP": (1000, 1000), "12 MP": (4000, 3000)}
 EXPRESSION = "happy"
 TARGET_SECONDS = {"1 MP": 0.25, "12 MP": 0.6}
-STAGES = ("detection", "crop", "deformation", "texture", "compositing")
+STAGES = ("detection", "crop", "networks", "compositing")
 
 
 def sample_photo(size: tuple[int, int]) -> Image.Image:
@@ -77,20 +77,14 @@ def timed_edit(pipeline: DefGANPipeline, photo: Image.Image) -> tuple[dict[str, 
     crop = image_to_tensor(aligned.image)
     source = pipeline.estimate_source_aus(crop, aligned)[None]
     target = pipeline.target_aus(source[0], EXPRESSION)[None]
+    landmarks = DetectedFace(photo, aligned, source[0]).landmarks[None]
     lap("crop")
-    if pipeline.deformer is None:
-        grid, deformed = identity_grid(1, crop.shape[2], crop.shape[3]), crop
-    else:
-        grid = pipeline.deformer(crop, source, target)
-        deformed = warp(crop, grid)
-    lap("deformation")
-    color, mask = pipeline.texturer(deformed, target)
-    edited = mask * color + (1.0 - mask) * deformed
-    lap("texture")
-    result = paste_edit(photo, aligned, grid_offsets_px(grid)[0].numpy(),
-                        ((color[0].permute(1, 2, 0) + 1.0) * 127.5).numpy(), mask[0, 0].numpy())
+    edit = pipeline.model(crop, source, target, landmarks)
+    lap("networks")
+    result = paste_edit(photo, aligned, grid_offsets_px(edit.grid)[0].numpy(),
+                        ((edit.color[0].permute(1, 2, 0) + 1.0) * 127.5).numpy(), edit.mask[0, 0].numpy())
     lap("compositing")
-    return seconds, result, edited
+    return seconds, result, edit.image
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> float:

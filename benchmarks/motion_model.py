@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from defgan_hf.aus import AU_NAMES, AU_REGIONS
-from defgan_hf.motion import (MotionData, fit_motion_data, read_motion_data, region_landmarks, regress_motion)  # fmt: skip
+from defgan_hf.face_regions import region_landmarks
+from defgan_hf.motion import MotionData, fit_motion_data, read_motion_data, regress_motion
 from defgan_hf.visualize import motion_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -88,7 +88,7 @@ def train_au_regressor(config: dict, data_dir: Path, device: torch.device, seed:
                         batch_size=32, shuffle=True, drop_last=True, num_workers=1)
     step = 0
     while step < config["regressor_steps"]:
-        for images, aus in loader:
+        for images, aus, *_ in loader:
             loss = torch.nn.functional.mse_loss(regressor(images.to(device)).aus, aus.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

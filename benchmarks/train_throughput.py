@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from train_accelerate import Trainer, parse_args  # noqa: E402
 
+from defgan_hf.objective import EditBatch  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "train_throughput.json"
 
 
@@ -34,7 +36,7 @@ def time_steps(trainer: Trainer, batch_size: int, steps: int, resolution: int) -
     generator = torch.Generator().manual_seed(0)
     faces = (torch.rand(batch_size, 3, resolution, resolution, generator=generator) * 2 - 1).to(device)
     source, target = torch.rand(2, batch_size, 17, generator=generator).to(device)
-    batches = [(faces, source, target)]
+    batches = [EditBatch(faces, source, target)]
     seconds = {}
     for name, step in (("critic", trainer.critic_step), ("generator", trainer.generator_step)):
         step(batches)

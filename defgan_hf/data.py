@@ -45,6 +45,7 @@ import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -457,7 +458,8 @@ def _list_images(image_dir: Path) -> list[str]:
 # Images and the dataset
 
 
-def augment_face(image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_face(image: torch.Tensor, generator: torch.Generator | None = None,
+                 landmarks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """A random small similarity transform and colour change of one face crop, neither of which changes its AUs.
 
     On a small dataset the critic learns each training face's AUs by heart within a few hundred steps, and
@@ -469,9 +471,10 @@ def augment_face(image: torch.Tensor, generator: torch.Generator | None = None) 
     Args:
         image: ``(3, S, S)`` RGB in ``[-1, 1]``.
         generator: random numbers (default: torch's global generator).
+        landmarks: ``(L, 2)`` points of the face in pixels of the crop, moved with it; or None.
 
     Returns:
-        ``(3, S, S)`` RGB in ``[-1, 1]``.
+        ``(3, S, S)`` RGB in ``[-1, 1]``, and the moved landmarks (None if none were given).
     """
     scale, angle, shift_x, shift_y, brightness, contrast, saturation, grey = torch.rand(8, generator=generator)
     scale = 1.0 + 0.1 * (scale - 0.5)
@@ -480,6 +483,13 @@ def augment_face(image: torch.Tensor, generator: torch.Generator | None = None) 
     theta = torch.tensor([[cos, -sin, 0.08 * (shift_x - 0.5)], [sin, cos, 0.08 * (shift_y - 0.5)]])
     grid = torch.nn.functional.affine_grid(theta[None], [1, *image.shape], align_corners=False)
     image = torch.nn.functional.grid_sample(image[None], grid, padding_mode="border", align_corners=False)[0]
+    if landmarks is not None:
+        # The output pixel u reads the input at θ·(u, 1) (normalised, align_corners=False): a point at v in
+        # the input is seen at θ_A⁻¹ (v − θ_t) in the output.
+        size = image.shape[-1]
+        normalised = (2.0 * landmarks.double() + 1.0) / size - 1.0
+        moved = (normalised - theta[:, 2].double()) @ torch.linalg.inv(theta[:, :2].double()).T
+        landmarks = (((moved + 1.0) * size - 1.0) / 2.0).to(landmarks.dtype)
 
     rgb = (image + 1.0) / 2.0
     rgb = rgb * (0.8 + 0.4 * brightness)
@@ -487,11 +497,29 @@ def augment_face(image: torch.Tensor, generator: torch.Generator | None = None) 
     rgb = (rgb - mean) * (0.8 + 0.4 * contrast) + mean
     luma = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])[None]
     rgb = luma + (rgb - luma) * (0.0 if grey < 0.1 else 0.8 + 0.4 * saturation)
-    return rgb.clamp(0.0, 1.0) * 2.0 - 1.0
+    return rgb.clamp(0.0, 1.0) * 2.0 - 1.0, landmarks
 
 
-class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Face images with their AU labels: items ``(image, aus)`` for training DefGAN.
+class FaceItem(NamedTuple):
+    """One training face (batched by a DataLoader into the same fields with a batch dimension first).
+
+    Attributes:
+        image: ``(3, S, S)`` float32 RGB in ``[-1, 1]``.
+        aus: ``(17,)`` float32 in ``[0, 1]``, in the order of ``AU_NAMES``.
+        landmarks: ``(478, 2)`` float32 face-mesh points in pixels of the ``S``-pixel crop, moved with the
+            image by the flip and the augmentation; NaN where the data has no ``landmarks.csv`` row.
+        mirrored: ``()`` bool, whether the image was flipped left-right (the landmarks' indices then name
+            the other side of the face).
+    """
+
+    image: torch.Tensor
+    aus: torch.Tensor
+    landmarks: torch.Tensor
+    mirrored: torch.Tensor
+
+
+class FaceAUDataset(Dataset[FaceItem]):
+    """Face images with their AU labels (and, where the data has them, landmarks): :class:`FaceItem` items.
 
     Only images that have a label are items; unlabelled images and labels without an image are counted
     (:meth:`summary`). An image that cannot be read when loaded (corrupt, truncated, deleted) is
@@ -500,9 +528,7 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     :attr:`skipped_files` count them from the main process also when DataLoader workers found them,
     and later epochs skip them without opening them again.
 
-    Items:
-        image: ``(3, resolution, resolution)`` float32 RGB in ``[-1, 1]``.
-        aus: ``(17,)`` float32 in ``[0, 1]``, in the order of ``AU_NAMES``.
+    Items are :class:`FaceItem`: ``(image, aus, landmarks, mirrored)``.
     """
 
     def __init__(
@@ -513,6 +539,7 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         flip: bool = True,
         ids: Collection[str] | None = None,
         augment: bool = False,
+        geometry: FaceGeometry | None = None,
     ) -> None:
         """
         Args:
@@ -524,6 +551,8 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 because the AU vector has no side.
             ids: keep only the images these ids name (a split), matched like label keys; None keeps all.
             augment: apply :func:`augment_face` to every image read.
+            geometry: the faces' landmarks (:func:`read_landmarks`), keyed like the labels, in pixels of the
+                crops on disk; None for none (items' landmarks are then NaN).
 
         Raises:
             FileNotFoundError: if ``image_dir`` is not a folder.
@@ -563,6 +592,16 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise EmptyDatasetError(self._nothing_usable_message(images, sorted(keys)))
         self.files: list[str] = [image for image, _ in matched]
         self.aus = torch.from_numpy(np.stack([np.asarray(labels[key], dtype=np.float32) for _, key in matched]))
+        self.landmarks = torch.full((len(matched), NUM_LANDMARKS, 2), float("nan"))
+        if geometry is not None:
+            rows = geometry.index()
+            with Image.open(self.image_dir / self.files[0]) as first:
+                factor = resolution / first.width  # every crop of one annotation has one size
+            for position, (_, key) in enumerate(matched):
+                row = rows.get(_normalise_key(key))
+                if row is not None:
+                    self.landmarks[position] = (torch.from_numpy(geometry.landmarks[row]) + 0.5) * factor - 0.5
+        self.num_with_landmarks = int(torch.isfinite(self.landmarks[:, 0, 0]).sum())
         # Shared memory: DataLoader workers mark failures where the main process can count them.
         self._failed = torch.zeros(len(self.files), dtype=torch.bool).share_memory_()
         logger.info("%s", self.summary())
@@ -591,18 +630,24 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             return key[len(prefix) :] if prefix and key.startswith(prefix) else key
 
         labels = {relative_to_images(key): aus for key, aus in read_au_labels(layout.labels).items()}
+        geometry = None
+        if layout.landmarks is not None:
+            geometry = read_landmarks(layout.landmarks)
+            geometry = FaceGeometry([relative_to_images(file) for file in geometry.files], geometry.landmarks,
+                                    geometry.pose)  # fmt: skip
         ids = None
         if layout.split_ids is not None:
             ids = {relative_to_images(key) for key in read_split_ids(layout.split_ids)}
         try:
-            return cls(layout.image_dir, labels, resolution=resolution, flip=flip, ids=ids, augment=augment)
+            return cls(layout.image_dir, labels, resolution=resolution, flip=flip, ids=ids, augment=augment,
+                       geometry=geometry)
         except EmptyDatasetError as error:
             raise EmptyDatasetError(f"{error} (labels read from {layout.labels})") from None
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> FaceItem:
         """The item at ``index``, or, if that image cannot be read, the next readable one (wrapping around).
 
         Raises:
@@ -620,11 +665,13 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 last_error = error
                 logger.warning("Skipping unreadable image %s: %s", self.image_dir / self.files[position], error)
                 continue
-            if self.flip and torch.rand(()) < 0.5:
+            landmarks, mirrored = self.landmarks[position].clone(), bool(self.flip and torch.rand(()) < 0.5)
+            if mirrored:
                 image = image.flip(-1)
+                landmarks[:, 0] = self.resolution - 1 - landmarks[:, 0]
             if self.augment:
-                image = augment_face(image)
-            return image, self.aus[position].clone()
+                image, landmarks = augment_face(image, landmarks=landmarks)
+            return FaceItem(image, self.aus[position].clone(), landmarks, torch.tensor(mirrored))
         raise EmptyDatasetError(
             f"None of the {len(self.files)} labelled images in {self.image_dir} can be read (last error: {last_error})."
         )
@@ -649,6 +696,7 @@ class FaceAUDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if self.split_size is not None:
             parts.append(f"{_count(self.num_outside_split, 'image')} outside the split")
         parts.append(f"{_count(self.num_skipped, 'unreadable image')} skipped")
+        parts.append(f"landmarks for {self.num_with_landmarks} of them")
         return "; ".join(parts)
 
     def _nothing_usable_message(self, images: list[str], keys: list[str]) -> str:

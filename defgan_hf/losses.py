@@ -147,3 +147,16 @@ def mask_regularizer(mask: torch.Tensor, eye_weight: float = 0.1, tv_weight: flo
     """
     mask = mask.float()
     return eye_weight * mask.pow(2).mean() + tv_weight * total_variation(mask).mean()
+
+
+def motion_teacher_loss(grid: torch.Tensor, teacher_grid: torch.Tensor) -> torch.Tensor:
+    """Not in the paper: ``mean ‖(G − Id) − (G_teacher − Id)‖²`` in pixels², the deformation generator's
+    grid against the motion model's grid for the same face and edit (:meth:`defgan_hf.motion.MotionModel.grid`).
+
+    Args:
+        grid, teacher_grid: ``(N, S, S, 2)`` in normalised coordinates.
+
+    Returns:
+        Scalar.
+    """
+    return (grid_offsets_px(grid) - grid_offsets_px(teacher_grid)).pow(2).sum(dim=-1).mean()

@@ -39,36 +39,10 @@ from PIL import Image
 from torch import nn
 
 from .aus import AU_NAMES, AU_REGIONS, NUM_AUS
+from .face_regions import NUM_MESH_LANDMARKS, region_landmarks
 from .models import MOTION_FOLDER
 from .models.hub import HubModel
 from .warp import bounded_offset_grid
-
-NUM_MESH_LANDMARKS = 468
-"""Face-mesh points of the face surface; MediaPipe's points 468–477 are the irises, which no AU moves
-and which the lids cover when they close, so they take no part in the motion model's grid."""
-
-# Seed landmarks of each face region (MediaPipe face-mesh indices, mostly from its contour connection
-# sets); a region is its seeds and every landmark of the mean face within the growth radius of them.
-_BROWS = (46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336, 8, 9)
-_EYES = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,
-         249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)  # fmt: skip
-_CHEEKS = (50, 280, 117, 346, 118, 347, 101, 330, 36, 266, 205, 425, 123, 352)
-_NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440)
-# The outer upper lip and the philtrum: the inner lips (and the corners) touch the lower lip at rest,
-# and a region grown from them would take the lower lip in.
-_UPPER_LIP = (0, 37, 39, 40, 185, 267, 269, 270, 409, 164, 167, 393)
-_LIPS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
-         267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)  # fmt: skip
-_CHIN = (152, 175, 199, 200, 18, 148, 377, 176, 400, 171, 396, 208, 428, 32, 262, 140, 369)
-
-REGION_SEEDS: dict[str, tuple[tuple[int, ...], float]] = {
-    "brows": (_BROWS, 0.12),
-    "lids": (_EYES, 0.08),
-    "cheeks": (_CHEEKS, 0.08),
-    "nose and upper lip": (_NOSE + _UPPER_LIP, 0.08),
-    "mouth and chin": (_LIPS + _CHIN, 0.12),
-}
-"""Region of :data:`~defgan_hf.aus.AU_REGIONS` → (seed landmarks, growth radius in eye distances)."""
 
 MIN_AU_RANGE: float = 0.2
 """An AU whose values in the data span less than this (1st to 99th percentile, on the 0–1 scale) is not
@@ -78,21 +52,6 @@ RIDGE: float = 1.0
 """Ridge penalty of the regression (AU units, summed over faces): a guard for nearly collinear AUs."""
 
 _POSE_FEATURES = 5  # yaw, pitch, roll, yaw², pitch²
-
-
-def region_landmarks(mean_landmarks: np.ndarray) -> dict[str, np.ndarray]:
-    """Boolean ``(468,)`` membership of each region, grown from :data:`REGION_SEEDS` on a mean face.
-
-    Args:
-        mean_landmarks: ``(≥468, 2)`` landmark positions of a face (any scale).
-    """
-    points = np.asarray(mean_landmarks, dtype=np.float64)[:NUM_MESH_LANDMARKS]
-    eye_distance = np.linalg.norm(points[[362, 263]].mean(axis=0) - points[[33, 133]].mean(axis=0))
-    regions = {}
-    for region, (seeds, radius) in REGION_SEEDS.items():
-        distance = np.linalg.norm(points[:, None] - points[list(seeds)][None], axis=-1).min(axis=1)
-        regions[region] = distance <= radius * eye_distance
-    return regions
 
 
 def _pose_features(pose: np.ndarray) -> np.ndarray:
@@ -256,7 +215,7 @@ class MotionModel(nn.Module, HubModel):
         return torch.einsum("nk,kld->nld", change, self.displacements.to(source_aus))
 
     def grid(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
-             resolution: int = 32) -> torch.Tensor:  # fmt: skip
+             mirrored: torch.Tensor | None = None, resolution: int = 32) -> torch.Tensor:  # fmt: skip
         """The deformation grid of an edit, at the face's own landmarks.
 
         A landmark at ``l`` that the edit moves by ``d`` is seen at ``l + d`` in the edited crop, which
@@ -268,6 +227,8 @@ class MotionModel(nn.Module, HubModel):
         Args:
             landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
             source_aus, target_aus: ``(N, 17)`` in ``[0, 1]``.
+            mirrored: ``(N,)`` bool, faces flipped left-right with their landmarks (each index then names the
+                point of the other side, whose motion is the mirror image); None for none.
             resolution: side of the lattice the spline is evaluated on.
 
         Returns:
@@ -277,6 +238,9 @@ class MotionModel(nn.Module, HubModel):
         size = self.image_size
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
         motion = self.landmark_motion(source_aus.to(points), target_aus.to(points))
+        if mirrored is not None:
+            motion = motion * torch.where(mirrored.to(points.device)[:, None, None], points.new_tensor([-1.0, 1.0]),
+                                          points.new_tensor([1.0, 1.0]))  # fmt: skip
         to_unit = 2.0 / (size - 1)
         destinations = points * to_unit - 1.0 + motion * to_unit
         # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.

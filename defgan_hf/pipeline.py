@@ -251,7 +251,8 @@ class DefGANPipeline:
         if motion_model_only:
             edit = self.motion_model_edit(crop, face, target_vector)
         else:
-            edit = self.model(crop, source[None].to(device), target_vector[None].to(device))
+            edit = self.model(crop, source[None].to(device), target_vector[None].to(device),
+                              face.landmarks[None].to(device))
         edited_crop = tensor_to_image(edit.image)
         return DefGANPipelineOutput(
             image=paste_edit(photo, aligned, grid_offsets_px(edit.grid)[0].cpu().numpy(),

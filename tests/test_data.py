@@ -268,7 +268,8 @@ def test_dataset_over_annotator_output_counts_and_skips_bad_files(tmp_path: Path
     items = [dataset[index] for index in range(len(dataset))]
 
     assert len(items) == len(dataset)
-    for image, aus in items:
+    for image, aus, landmarks, _ in items:
+        assert torch.isnan(landmarks).all()  # this folder has no landmarks.csv
         assert image.shape == (3, 16, 16) and aus.shape == (NUM_AUS,) and aus.dtype == torch.float32
         assert image.min() >= -1.0 and image.max() <= 1.0
         assert_item_matches_its_label(image, aus)
@@ -283,9 +284,9 @@ def test_unreadable_images_found_by_loader_workers_are_counted_in_the_main_proce
 
     batches = list(loader)
 
-    assert sum(images.shape[0] for images, _ in batches) == len(dataset)
-    for images, aus in batches:
-        for image, label in zip(images, aus, strict=True):
+    assert sum(batch.image.shape[0] for batch in batches) == len(dataset)
+    for batch in batches:
+        for image, label in zip(batch.image, batch.aus, strict=True):
             assert_item_matches_its_label(image, label)
     assert dataset.num_skipped == 2
     assert sorted(dataset.skipped_files) == ["not_an_image.png", "truncated.jpg"]
@@ -304,17 +305,18 @@ def test_flip_mirrors_left_right_and_keeps_the_aus(tmp_path: Path) -> None:
     image.paste((0, 0, 255), (4, 0, 8, 8))
     image.save(tmp_path / "a.png")
     labels = {"a.png": np.linspace(0, 1, NUM_AUS, dtype=np.float32)}
-    unflipped, _ = FaceAUDataset(tmp_path, labels, resolution=8, flip=False)[0]
+    unflipped = FaceAUDataset(tmp_path, labels, resolution=8, flip=False)[0].image
     dataset = FaceAUDataset(tmp_path, labels, resolution=8, flip=True)
 
     torch.manual_seed(0)
     draws = [dataset[0] for _ in range(20)]
 
-    mirrored = [torch.equal(image, unflipped.flip(-1)) for image, _ in draws]
-    assert all(mirrored[i] or torch.equal(draws[i][0], unflipped) for i in range(20))
+    mirrored = [torch.equal(item.image, unflipped.flip(-1)) for item in draws]
+    assert all(mirrored[i] or torch.equal(draws[i].image, unflipped) for i in range(20))
     assert any(mirrored) and not all(mirrored)
-    for _, aus in draws:
-        torch.testing.assert_close(aus, torch.from_numpy(labels["a.png"]))
+    assert [bool(item.mirrored) for item in draws] == mirrored
+    for item in draws:
+        torch.testing.assert_close(item.aus, torch.from_numpy(labels["a.png"]))
 
 
 def checkerboard_face(size: int = 32) -> torch.Tensor:
@@ -328,7 +330,7 @@ def test_augment_face_jitters_geometry_and_colour_within_range() -> None:
     face = checkerboard_face()
     generator = torch.Generator().manual_seed(0)
 
-    augmented = [augment_face(face, generator) for _ in range(20)]
+    augmented = [augment_face(face, generator)[0] for _ in range(20)]
 
     grey = [torch.allclose(image[0], image[1]) and torch.allclose(image[1], image[2]) for image in augmented]
     assert any(grey) and not all(grey)
@@ -337,8 +339,29 @@ def test_augment_face_jitters_geometry_and_colour_within_range() -> None:
         assert not torch.equal(image, face)
         if not is_grey:  # a small jitter: the squares stay where they were (most pixels keep their colour)
             assert ((image[0] > image[1]) == (face[0] > face[1])).float().mean() > 0.7
-    again = augment_face(face, torch.Generator().manual_seed(0))
+    again, _ = augment_face(face, torch.Generator().manual_seed(0))
     torch.testing.assert_close(again, augmented[0])
+
+
+def test_landmarks_move_with_the_flip_and_the_augmentation(tmp_path: Path) -> None:
+    """A bright dot drawn at a landmark stays under that landmark whatever the flip and the jitter do."""
+    from defgan_hf.data import FaceGeometry
+
+    size, point = 32, (9.0, 20.0)
+    pixels = np.zeros((size, size, 3), np.uint8)
+    pixels[19:22, 8:11] = 255
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    landmarks = np.full((1, 478, 2), 16.0, np.float32)
+    landmarks[0, 0] = point
+    geometry = FaceGeometry(["a.png"], landmarks, np.zeros((1, 3), np.float32))
+    labels = {"a.png": np.zeros(NUM_AUS, np.float32)}
+    dataset = FaceAUDataset(tmp_path, labels, resolution=size, flip=True, augment=True, geometry=geometry)
+    torch.manual_seed(0)
+    for _ in range(10):
+        item = dataset[0]
+        x, y = item.landmarks[0].round().long().tolist()
+        brightest = item.image.mean(0)
+        assert brightest[y, x] > brightest.mean() + 0.5, (bool(item.mirrored), item.landmarks[0])
 
 
 def test_dataset_augments_only_when_asked_and_keeps_the_aus(tmp_path: Path) -> None:
@@ -349,11 +372,11 @@ def test_dataset_augments_only_when_asked_and_keeps_the_aus(tmp_path: Path) -> N
     plain = FaceAUDataset(tmp_path, labels, resolution=32, flip=False)
     augmented = FaceAUDataset(tmp_path, labels, resolution=32, flip=False, augment=True)
 
-    assert torch.equal(plain[0][0], plain[0][0])
+    assert torch.equal(plain[0].image, plain[0].image)
     first, second = augmented[0], augmented[0]
-    assert not torch.equal(first[0], second[0]) and not torch.equal(first[0], plain[0][0])
-    for _, aus in (first, second):
-        torch.testing.assert_close(aus, torch.from_numpy(labels["a.png"]))
+    assert not torch.equal(first.image, second.image) and not torch.equal(first.image, plain[0].image)
+    for item in (first, second):
+        torch.testing.assert_close(item.aus, torch.from_numpy(labels["a.png"]))
 
 
 def test_ganimation_layout_selects_a_split(tmp_path: Path) -> None:
@@ -373,7 +396,7 @@ def test_ganimation_layout_selects_a_split(tmp_path: Path) -> None:
     assert test.files == ["000003.jpg", "000004.jpg"]
     assert len(everything) == 4
     assert train.unlabelled_images == [] and train.labels_without_image == [] and train.num_outside_split == 2
-    assert_item_matches_its_label(*test[1])
+    assert_item_matches_its_label(*test[1][:2])
     with pytest.raises(FileNotFoundError, match="val_ids.csv"):
         FaceAUDataset.from_data_dir(tmp_path, split="val")
 
@@ -393,7 +416,7 @@ def test_openface_layouts(tmp_path: Path, csv_folder: str) -> None:
     assert layout.image_dir == tmp_path / "imgs"
     assert dataset.files == ["a.png", "b.png"]
     for index in range(len(dataset)):
-        assert_item_matches_its_label(*dataset[index])
+        assert_item_matches_its_label(*dataset[index][:2])
 
 
 def test_empty_data_directories_say_what_was_found(tmp_path: Path) -> None:

@@ -62,17 +62,17 @@ def test_config_holds_every_constructor_size(tmp_path):
     DeformationGenerator(**SMALL, max_offset=2.5).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config == {"image_size": 32, "num_aus": 17, "width": 8, "num_downsamples": 2,
-                      "num_res_blocks": 1, "max_offset": 2.5, "au_modulation": False}
+                      "num_res_blocks": 1, "max_offset": 2.5, "au_modulation": False, "conditioning": "paper"}
 
 
-def test_configs_written_before_au_modulation_existed_still_load(tmp_path):
+def test_configs_written_before_au_modulation_and_change_conditioning_existed_still_load(tmp_path):
     deformer = DeformationGenerator(**SMALL)
     deformer.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["au_modulation"]
+    del config["au_modulation"], config["conditioning"]
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = DeformationGenerator.from_pretrained(tmp_path)
-    assert not loaded.au_modulation
+    assert not loaded.au_modulation and loaded.conditioning == "paper"
     assert_same_weights(deformer, loaded)
 
 
@@ -95,7 +95,7 @@ def test_defgan_repo_layout_round_trip(tmp_path):
 def test_texture_only_round_trip(tmp_path):
     model, _ = small_models(texture_only=True)
     model.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text()) == {"texture_only": True}
+    assert json.loads((tmp_path / "config.json").read_text()) == {"texture_only": True, "mask_regions": False}
     assert not (tmp_path / "deformer").exists()
     loaded = DefGAN.from_pretrained(tmp_path)
     assert loaded.texture_only

@@ -54,7 +54,7 @@ def test_mask_selects_the_new_texture():
     model = small_defgan()
     image, source, target = batch()
     for mask_value, expected in [(1.0, "color"), (0.0, "deformed")]:
-        model.texturer.forward = lambda img, aus, m=mask_value: TextureOutput(
+        model.texturer.forward = lambda img, aus, source=None, m=mask_value: TextureOutput(
             torch.full_like(img, 0.25), torch.full_like(img[:, :1], m)
         )
         out = model(image, source, target)

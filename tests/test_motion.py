@@ -10,8 +10,8 @@ import torch
 from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.aus import AU_REGIONS
 from defgan_hf.images import image_to_tensor
-from defgan_hf.motion import (MIN_AU_RANGE, NUM_MESH_LANDMARKS, MotionModel, fit_motion_data, main,
-                              read_motion_data, region_landmarks, regress_motion)  # fmt: skip
+from defgan_hf.face_regions import NUM_MESH_LANDMARKS, region_landmarks
+from defgan_hf.motion import MIN_AU_RANGE, MotionModel, fit_motion_data, main, read_motion_data, regress_motion
 from defgan_hf.warp import grid_offsets_px, identity_grid, warp
 
 # Face-mesh indices (left and right as seen in the image).

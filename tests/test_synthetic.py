@@ -405,7 +405,7 @@ def test_generated_folder_reads_back_with_its_labels_and_identities(tmp_path: Pa
     with open(tmp_path / "aus.csv", newline="") as file:
         rows = {row["file"]: row for row in csv.DictReader(file)}
     for position, file in enumerate(dataset.files):
-        image, aus = dataset[position]
+        image, aus = dataset[position][:2]
         identity_index = int(rows[file]["identity"])
         assert identity_index in (10, 11) and file.startswith(f"id{identity_index:05d}_")
         # The labels are the AUs the face was drawn with, and the image is that face, pixel for pixel.

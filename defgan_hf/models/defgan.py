@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..face_regions import changed_region_mask
 from ..warp import identity_grid, warp
 from .deformer import DeformationGenerator
 from .discriminator import Discriminator
@@ -44,6 +45,17 @@ class DefGANOutput:
     mask: torch.Tensor
 
 
+def compose(color: torch.Tensor, mask: torch.Tensor, deformed: torch.Tensor) -> torch.Tensor:
+    """The paper's composition (Eq. 6): ``I_y = M·T + (1 − M)·I*_y``; the mask selects the new texture.
+
+    Args:
+        color: ``(N, 3, S, S)`` the texture map ``T`` in ``[-1, 1]``.
+        mask: ``(N, 1, S, S)`` the attention mask ``M`` in ``[0, 1]``.
+        deformed: ``(N, 3, S, S)`` the motion-only edit ``I*_y`` in ``[-1, 1]``.
+    """
+    return mask * color + (1.0 - mask) * deformed
+
+
 def with_au_modulation(model: DefGAN) -> DefGAN:
     """The same generators with AU-modulated normalisations added, for fine-tuning a paper-layout model.
 
@@ -63,7 +75,7 @@ def with_au_modulation(model: DefGAN) -> DefGAN:
         return rebuilt.to(next(network.parameters()).device).train(network.training)
 
     deformer = None if model.deformer is None else modulated(model.deformer)
-    return DefGAN(modulated(model.texturer), deformer)
+    return DefGAN(modulated(model.texturer), deformer, mask_regions=model.mask_regions)
 
 
 class DefGAN(nn.Module, HubModel):
@@ -72,12 +84,18 @@ class DefGAN(nn.Module, HubModel):
     Without a deformer it is the texture-only ablation (GANimation): ``I*_y = I_x`` and ``G`` is the
     identity grid.
 
+    With ``mask_regions`` (not in the paper) the attention mask is confined to the face regions of the AUs
+    the edit changes (:func:`defgan_hf.face_regions.changed_region_mask`, from the face's landmarks): texture
+    appears only where the changed AUs act, and an edit that changes no AU adds none.
+
     Args:
         texturer: the texture generator ``G_Tex``.
         deformer: the deformation generator ``G_Def``, or None for the texture-only model.
+        mask_regions: confine the mask to the changed AUs' regions (the forward pass then needs landmarks).
     """
 
-    def __init__(self, texturer: TextureGenerator, deformer: DeformationGenerator | None = None) -> None:
+    def __init__(self, texturer: TextureGenerator, deformer: DeformationGenerator | None = None,
+                 mask_regions: bool = False) -> None:
         super().__init__()
         if deformer is not None and deformer.image_size != texturer.image_size:
             raise ValueError(
@@ -85,8 +103,9 @@ class DefGAN(nn.Module, HubModel):
             )
         self.texturer = texturer
         self.deformer = deformer
+        self.mask_regions = mask_regions
         # The root config.json describes the composition; each network's sizes live in its subfolder.
-        self._hub_mixin_config = {"texture_only": deformer is None}
+        self._hub_mixin_config = {"texture_only": deformer is None, "mask_regions": mask_regions}
 
     @property
     def texture_only(self) -> bool:
@@ -98,12 +117,17 @@ class DefGAN(nn.Module, HubModel):
         """Side of the square face crops the generators take."""
         return self.texturer.image_size
 
-    def forward(self, image: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> DefGANOutput:
+    def forward(self, image: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
+                landmarks: torch.Tensor | None = None) -> DefGANOutput:  # fmt: skip
         """
         Args:
             image: ``(N, 3, S, S)`` in ``[-1, 1]``, the face ``I_x``.
             source_aus: ``(N, 17)`` in ``[0, 1]``, its expression ``x``.
             target_aus: ``(N, 17)`` in ``[0, 1]``, the wanted expression ``y``.
+            landmarks: ``(N, 478, 2)`` the face-mesh landmarks in crop pixels; needed with ``mask_regions``.
+
+        Raises:
+            ValueError: if the model confines its mask to regions and ``landmarks`` is None.
         """
         if self.deformer is None:
             batch_size, _, height, width = image.shape
@@ -112,9 +136,14 @@ class DefGAN(nn.Module, HubModel):
         else:
             grid = self.deformer(image, source_aus, target_aus)
             deformed = warp(image, grid)
-        color, mask = self.texturer(deformed, target_aus)
-        edited = mask * color + (1.0 - mask) * deformed
-        return DefGANOutput(image=edited, deformed=deformed, grid=grid, color=color, mask=mask)
+        color, mask = self.texturer(deformed, target_aus, source_aus)
+        if self.mask_regions:
+            if landmarks is None:
+                raise ValueError("This model confines texture to the regions of the changed AUs: pass the face's "
+                                 "landmarks in crop pixels (DetectedFace.landmarks, or landmarks.csv in training).")
+            mask = mask * changed_region_mask(landmarks.to(mask.dtype), source_aus, target_aus, self.image_size)
+        return DefGANOutput(image=compose(color, mask, deformed), deformed=deformed, grid=grid, color=color,
+                            mask=mask)  # fmt: skip
 
     def save_pretrained(  # type: ignore[override]
         self,
@@ -165,6 +194,7 @@ class DefGAN(nn.Module, HubModel):
         config: dict[str, Any] | None = None,
         map_location: str | torch.device = "cpu",
         strict: bool = True,
+        mask_regions: bool = False,
     ) -> DefGAN:
         if config is None or "texture_only" not in config:
             raise FileNotFoundError(
@@ -181,7 +211,7 @@ class DefGAN(nn.Module, HubModel):
         if not config["texture_only"]:
             deformer = DeformationGenerator.from_pretrained(loaded[DEFORMER_FOLDER], map_location=map_location,
                                                             strict=strict)
-        return cls(texturer, deformer).eval()
+        return cls(texturer, deformer, mask_regions=mask_regions).eval()
 
     def usage_example(self) -> str:
         s = self.image_size

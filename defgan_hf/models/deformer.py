@@ -19,6 +19,12 @@ class DeformationGenerator(nn.Module, HubModel):
     checkerboard artefacts); a 7×7 head giving a two-channel offset field, bounded to ``max_offset``
     pixels by :func:`~defgan_hf.warp.bounded_offset_grid` whatever the weights are.
 
+    With ``conditioning="change"`` (not in the paper) the network sees the AU change ``Δ = y − x``
+    instead of ``x`` and ``y``, and its head gives one field per AU, ``F_k``; the offset is
+    ``Σ_k Δ_k F_k`` (then bounded). An edit is then linear in the AU change near zero, each AU has a
+    motion of its own (what the motion model of :mod:`defgan_hf.motion` teaches), and an edit that
+    changes no AU gives the identity grid exactly.
+
     Args:
         image_size: side of the square face crops; ``max_offset`` is in pixels of this size.
         num_aus: length of the AU vectors.
@@ -26,12 +32,14 @@ class DeformationGenerator(nn.Module, HubModel):
         num_downsamples: stride-2 convolutions (and matching upsampling stages).
         num_res_blocks: residual blocks at the bottleneck.
         max_offset: largest displacement of any pixel, in pixels (the paper: 5 at 128×128).
-        au_modulation: also modulate the normalisations after the bottleneck by ``(x, y)``
+        au_modulation: also modulate the normalisations after the bottleneck by ``(x, y)`` (or ``Δ``)
             (:class:`~defgan_hf.models.blocks.AUModulatedNorm`); False is the paper's layout.
+        conditioning: ``"paper"`` (``x`` and ``y`` tiled, one field) or ``"change"`` (``Δ`` tiled, a field per AU).
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
-                 num_res_blocks: int = 6, max_offset: float = 5.0, au_modulation: bool = False) -> None:
+                 num_res_blocks: int = 6, max_offset: float = 5.0, au_modulation: bool = False,
+                 conditioning: str = "paper") -> None:
         super().__init__()
         if image_size % 2**num_downsamples:
             raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
@@ -41,8 +49,12 @@ class DeformationGenerator(nn.Module, HubModel):
         self.num_aus = num_aus
         self.max_offset = max_offset
         self.au_modulation = au_modulation
-        modulating_aus = 2 * num_aus if au_modulation else 0
-        self.encoder = Encoder(3 + 2 * num_aus, width, num_downsamples, num_res_blocks, modulating_aus)
+        if conditioning not in ("paper", "change"):
+            raise ValueError(f"conditioning must be 'paper' or 'change', got {conditioning!r}.")
+        self.conditioning = conditioning
+        conditioning_aus = 2 * num_aus if conditioning == "paper" else num_aus
+        modulating_aus = conditioning_aus if au_modulation else 0
+        self.encoder = Encoder(3 + conditioning_aus, width, num_downsamples, num_res_blocks, modulating_aus)
         layers: list[nn.Module] = []
         channels = self.encoder.out_channels
         for _ in range(num_downsamples):
@@ -50,7 +62,8 @@ class DeformationGenerator(nn.Module, HubModel):
                        conv_norm_relu(channels, channels // 2, 3, modulating_aus=modulating_aus)]
             channels //= 2
         self.decoder = AUSequential(*layers)
-        self.offset_head = nn.Conv2d(channels, 2, 7, padding=3, bias=False)
+        fields = 2 if conditioning == "paper" else 2 * num_aus
+        self.offset_head = nn.Conv2d(channels, fields, 7, padding=3, bias=False)
         # Start close to the identity warp (offsets of a fraction of a pixel) so early training is not
         # dominated by random motion, while keeping gradients flowing to every layer.
         nn.init.normal_(self.offset_head.weight, std=1e-3)
@@ -70,9 +83,15 @@ class DeformationGenerator(nn.Module, HubModel):
         check_aus(source_aus, image.shape[0], self.num_aus, "source_aus")
         check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
         s = self.image_size
-        aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
+        if self.conditioning == "paper":
+            aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
+        else:
+            aus = (target_aus - source_aus).to(image.dtype)
         features = self.decoder(self.encoder(torch.cat((image, tile_aus(aus, s, s)), dim=1), aus), aus)
-        return bounded_offset_grid(self.offset_head(features), self.max_offset)
+        raw = self.offset_head(features)
+        if self.conditioning == "change":  # Σ_k Δ_k F_k: (N, A, 2, S, S) fields weighted by the change
+            raw = (raw.unflatten(1, (self.num_aus, 2)) * aus[:, :, None, None, None]).sum(dim=1)
+        return bounded_offset_grid(raw, self.max_offset)
 
     def usage_example(self) -> str:
         s = self.image_size

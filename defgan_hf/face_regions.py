@@ -1,0 +1,98 @@
+"""The face regions the AUs act on, on MediaPipe's face mesh: which landmarks belong to each, and where in a crop
+the AUs that an edit changes may add texture.
+
+Regions are those of :data:`defgan_hf.aus.AU_REGIONS` (brows, lids, cheeks, nose and upper lip, mouth and
+chin). Each is given by seed landmarks (mostly MediaPipe's contour connection sets): the motion model grows
+a region over the landmarks of a mean face near its seeds (:func:`region_landmarks`); the texture generator's
+attention mask is confined to discs around the seeds of the regions whose AUs change
+(:func:`changed_region_mask`), so that an edit that changes no AU adds no texture anywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .aus import AU_NAMES, AU_REGIONS
+
+NUM_MESH_LANDMARKS = 468
+"""Face-mesh points of the face surface; MediaPipe's points 468–477 are the irises, which no AU moves
+and which the lids cover when they close, so they take no part in the motion model's grid."""
+
+# Seed landmarks of each face region (MediaPipe face-mesh indices, mostly from its contour connection
+# sets); a region is its seeds and every landmark of the mean face within the growth radius of them.
+_BROWS = (46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336, 8, 9)
+_EYES = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,
+         249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)  # fmt: skip
+_CHEEKS = (50, 280, 117, 346, 118, 347, 101, 330, 36, 266, 205, 425, 123, 352)
+_NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440)
+# The outer upper lip and the philtrum: the inner lips (and the corners) touch the lower lip at rest,
+# and a region grown from them would take the lower lip in.
+_UPPER_LIP = (0, 37, 39, 40, 185, 267, 269, 270, 409, 164, 167, 393)
+_LIPS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
+         267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)  # fmt: skip
+_CHIN = (152, 175, 199, 200, 18, 148, 377, 176, 400, 171, 396, 208, 428, 32, 262, 140, 369)
+
+REGION_SEEDS: dict[str, tuple[tuple[int, ...], float]] = {
+    "brows": (_BROWS, 0.12),
+    "lids": (_EYES, 0.08),
+    "cheeks": (_CHEEKS, 0.08),
+    "nose and upper lip": (_NOSE + _UPPER_LIP, 0.08),
+    "mouth and chin": (_LIPS + _CHIN, 0.12),
+}
+"""Region of :data:`~defgan_hf.aus.AU_REGIONS` → (seed landmarks, growth radius in eye distances)."""
+
+
+
+def region_landmarks(mean_landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean ``(468,)`` membership of each region, grown from :data:`REGION_SEEDS` on a mean face.
+
+    Args:
+        mean_landmarks: ``(≥468, 2)`` landmark positions of a face (any scale).
+    """
+    points = np.asarray(mean_landmarks, dtype=np.float64)[:NUM_MESH_LANDMARKS]
+    eye_distance = np.linalg.norm(points[[362, 263]].mean(axis=0) - points[[33, 133]].mean(axis=0))
+    regions = {}
+    for region, (seeds, radius) in REGION_SEEDS.items():
+        distance = np.linalg.norm(points[:, None] - points[list(seeds)][None], axis=-1).min(axis=1)
+        regions[region] = distance <= radius * eye_distance
+    return regions
+
+
+TEXTURE_RADIUS: float = 0.08
+"""Texture may appear within this fraction of the crop's side of a changed region's seed landmarks (10 px at
+128 px: the lids, the lips and the mouth's interior, the skin of the nose and brows that wrinkles)."""
+FULL_CHANGE: float = 0.1
+"""A region is fully open to texture once its AUs change by this much in total (0–1 scale); below, its
+mask is scaled down in proportion, to exactly 0 when none of them changes."""
+
+
+def changed_region_mask(landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
+                        size: int) -> torch.Tensor:  # fmt: skip
+    """Where an edit may add texture: the regions whose AUs change, around the face's own landmarks.
+
+    ``R(p) = max over regions r of min(1, Σ_{k ∈ AUs(r)} |y_k − x_k| / FULL_CHANGE) · disc_r(p)``, with
+    ``disc_r`` 1 within :data:`TEXTURE_RADIUS` of one of the region's seed landmarks, falling to 0 over
+    two pixels.
+
+    Args:
+        landmarks: ``(N, ≥468, 2)`` face-mesh landmarks in pixels of the ``size``-pixel crop.
+        source_aus, target_aus: ``(N, 17)`` in ``[0, 1]``.
+        size: crop side.
+
+    Returns:
+        ``(N, 1, size, size)`` in ``[0, 1]``; exactly 0 everywhere where ``target = source``.
+    """
+    change = (target_aus - source_aus).abs().to(landmarks.dtype)
+    coordinates = torch.arange(size, dtype=landmarks.dtype, device=landmarks.device)
+    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
+    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1)  # (S², 2) as (x, y)
+    radius = TEXTURE_RADIUS * size
+    mask = landmarks.new_zeros(landmarks.shape[0], size * size)
+    for region, names in AU_REGIONS.items():
+        seeds = landmarks[:, list(REGION_SEEDS[region][0])]  # (N, K, 2)
+        distance = torch.cdist(pixels.expand(landmarks.shape[0], -1, -1), seeds).min(dim=2).values
+        disc = ((radius - distance) / 2.0 + 0.5).clamp(0.0, 1.0)
+        opening = (change[:, [AU_NAMES.index(name) for name in names]].sum(dim=1) / FULL_CHANGE).clamp(max=1.0)
+        mask = torch.maximum(mask, opening[:, None] * disc)
+    return mask.reshape(-1, 1, size, size)

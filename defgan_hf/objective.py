@@ -1,0 +1,151 @@
+"""The weighted objective of DefGAN training: the paper's terms (:mod:`defgan_hf.losses`) and their weights.
+
+:class:`LossWeights` holds every λ (the paper's appendix D.2 by default, with the expression weights divided
+by GANimation's batch of 25, see :mod:`defgan_hf.losses`); :func:`critic_objective` and
+:func:`generator_objective` compute one micro-batch's loss and its named terms, as the training script logs
+them. Beside the paper's terms, the generator objective can add the motion teacher (``motion_teacher``): the
+deformation generator's grid against the grid the motion model (:mod:`defgan_hf.motion`) draws through the
+face's landmarks for the same edit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .losses import (
+    composition_loss,
+    critic_loss,
+    cycle_loss,
+    expression_loss,
+    generator_critic_loss,
+    gradient_penalty,
+    grid_regularizer,
+    identity_loss,
+    mask_regularizer,
+    motion_teacher_loss,
+)
+from .models import Discriminator
+from .motion import MotionModel
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Every λ of the objective; the defaults are the paper's (expression weights ÷ 25)."""
+
+    gp: float = 10.0
+    critic: float = 1.0
+    expression_deformed: float = 1000.0 / 25
+    expression: float = 4000.0 / 25
+    expression_real: float = 4000.0 / 25
+    cycle: float = 100.0
+    identity: float = 1.0
+    composition: float = 10.0
+    grid_eye: float = 0.1
+    grid_tv: float = 1e-5
+    mask_eye: float = 0.1
+    mask_tv: float = 1e-5
+    motion_teacher: float = 0.0
+    """Not in the paper: the motion teacher's weight (0 leaves it out)."""
+
+
+@dataclass(frozen=True)
+class EditBatch:
+    """One micro-batch: faces ``(N, 3, S, S)`` in ``[-1, 1]``, their AUs ``x`` and target AUs ``y`` ``(N, 17)``
+    in ``[0, 1]``, and (where the data has them) landmarks ``(N, 478, 2)`` in crop pixels with ``mirrored``
+    ``(N,)`` bool (flipped faces, see :class:`defgan_hf.data.FaceItem`)."""
+
+    real: torch.Tensor
+    source_aus: torch.Tensor
+    target_aus: torch.Tensor
+    landmarks: torch.Tensor | None = None
+    mirrored: torch.Tensor | None = None
+
+
+Autocast = Callable[[], contextlib.AbstractContextManager]
+
+
+def critic_objective(model: nn.Module, discriminator: nn.Module, batch: EditBatch, weights: LossWeights,
+                     autocast: Autocast = contextlib.nullcontext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """``L_D = E[D_c(I_y)] − E[D_c(I_x)] + λ_gp GP + λ_exp ‖D_exp(I_x) − x‖²`` on one micro-batch.
+
+    Args:
+        model: the generators (a :class:`~defgan_hf.DefGAN`, possibly wrapped for DDP).
+        discriminator: the critic.
+        batch: the micro-batch.
+        weights: the λs.
+        autocast: mixed-precision context for the critic's forward passes; the gradient penalty runs outside
+            it, in fp32.
+
+    Returns:
+        The loss, and its terms by name (``critic/…``).
+    """
+    with torch.no_grad():
+        fake = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks).image
+    with autocast():
+        on_real, on_fake = discriminator(batch.real), discriminator(fake)
+    terms = {
+        "critic/wasserstein": critic_loss(on_real.critic, on_fake.critic),
+        "critic/gradient_penalty": gradient_penalty(lambda x: discriminator(x).critic, batch.real, fake),
+        "critic/expression_real": expression_loss(on_real.aus, batch.source_aus),
+    }
+    loss = (terms["critic/wasserstein"] + weights.gp * terms["critic/gradient_penalty"]
+            + weights.expression_real * terms["critic/expression_real"])  # fmt: skip
+    return loss, terms
+
+
+def generator_objective(model: nn.Module, discriminator: Discriminator, batch: EditBatch, weights: LossWeights, *,
+                        texture_only: bool, identity_model: nn.Module | None = None,
+                        motion_model: MotionModel | None = None,
+                        autocast: Autocast = contextlib.nullcontext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """Both generators' objective on one micro-batch: adversarial, expression on ``I*_y`` and ``I_y``, cycle,
+    identity, grid composition, the two regularisers and, with a motion model, the motion teacher.
+
+    Args:
+        model: the generators (a :class:`~defgan_hf.DefGAN`, possibly wrapped for DDP).
+        discriminator: the critic (not updated here).
+        batch: the micro-batch; the motion teacher needs its landmarks.
+        weights: the λs; ``motion_teacher`` > 0 needs ``motion_model``.
+        identity_model: the face-embedding network of the identity loss, or None to leave the term out.
+        motion_model: the teacher of the deformation generator.
+        autocast: mixed-precision context for the critic's and the losses' forward passes.
+        texture_only: whether ``model`` has no deformation generator (the GANimation ablation).
+
+    Returns:
+        The loss, and its terms by name (``generator/…``).
+    """
+    edit = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks)
+    # The cycle edits I_y back toward x, its mask around the same features: they moved by a few pixels at
+    # most, so the input's landmarks serve.
+    cycle = model(edit.image, batch.target_aus, batch.source_aus, batch.landmarks)
+    with autocast():
+        on_edit = discriminator(edit.image)
+        terms = {
+            "generator/critic": generator_critic_loss(on_edit.critic),
+            "generator/expression": expression_loss(on_edit.aus, batch.target_aus),
+            "generator/cycle": cycle_loss(cycle.image, batch.real),
+            "generator/mask_regularizer": mask_regularizer(edit.mask, weights.mask_eye, weights.mask_tv),
+        }
+        loss = (weights.critic * terms["generator/critic"] + weights.expression * terms["generator/expression"]
+                + weights.cycle * terms["generator/cycle"] + terms["generator/mask_regularizer"])  # fmt: skip
+        if not texture_only:
+            terms["generator/expression_deformed"] = expression_loss(discriminator(edit.deformed).aus, batch.target_aus)
+            terms["generator/composition"] = composition_loss(edit.grid, cycle.grid)
+            terms["generator/grid_regularizer"] = grid_regularizer(edit.grid, weights.grid_eye, weights.grid_tv)
+            loss = (loss + weights.expression_deformed * terms["generator/expression_deformed"]
+                    + weights.composition * terms["generator/composition"] + terms["generator/grid_regularizer"])  # fmt: skip
+            if weights.motion_teacher > 0:
+                if motion_model is None or batch.landmarks is None:
+                    raise ValueError("The motion teacher needs a motion model and the faces' landmarks.")
+                with torch.no_grad():
+                    teacher = motion_model.grid(batch.landmarks, batch.source_aus, batch.target_aus, batch.mirrored)
+                terms["generator/motion_teacher"] = motion_teacher_loss(edit.grid, teacher)
+                loss = loss + weights.motion_teacher * terms["generator/motion_teacher"]
+        if identity_model is not None:
+            terms["generator/identity"] = identity_loss(identity_model(edit.deformed), identity_model(batch.real))
+            loss = loss + weights.identity * terms["generator/identity"]
+    return loss, terms
