@@ -108,3 +108,36 @@ def test_mask_regularizer_by_hand():
     assert mask_regularizer(mask, eye_weight=0.5, tv_weight=0.25).item() == pytest.approx(
         0.5 * (1 / 9) / 2 + 0.25 * 4 / 2
     )
+
+
+def test_a_training_step_with_the_motion_teacher_lowers_the_teacher_loss():
+    """On a fixed batch, a few generator updates with only the teacher's term move the grid toward the teacher's."""
+    from defgan_hf import DEFAULT_MODEL, AU_NAMES, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
+    from defgan_hf.motion import MotionModel
+    from defgan_hf.objective import EditBatch, LossWeights, generator_objective
+
+    torch.manual_seed(0)
+    size = 64
+    motion = MotionModel.from_pretrained(DEFAULT_MODEL, subfolder="motion", image_size=size)  # fitted at 128 px
+    motion.displacements.mul_(size / 128)
+    motion.mean_landmarks.copy_((motion.mean_landmarks + 0.5) * size / 128 - 0.5)
+    sizes = dict(image_size=size, width=8, num_res_blocks=1, conditioning="change")
+    model = DefGAN(TextureGenerator(**sizes), DeformationGenerator(**sizes, max_offset=8.0))
+    discriminator = Discriminator(image_size=size, width=8, num_layers=3)
+    landmarks = torch.cat([motion.mean_landmarks, motion.mean_landmarks[:10]]).expand(2, -1, -1)
+    source = torch.zeros(2, 17)
+    target = source.clone()
+    target[:, AU_NAMES.index("AU12")], target[:, AU_NAMES.index("AU25")] = 0.9, 0.8
+    batch = EditBatch(torch.rand(2, 3, size, size) * 2 - 1, source, target, landmarks, torch.tensor([False, True]))
+    only_teacher = LossWeights(**{**dict.fromkeys(LossWeights.__dataclass_fields__, 0.0), "motion_teacher": 1.0})
+    optimizer = torch.optim.Adam(model.deformer.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(30):
+        loss, terms = generator_objective(model, discriminator, batch, only_teacher, texture_only=False,
+                                          motion_model=motion)
+        losses.append(terms["generator/motion_teacher"].item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[0] > 0.1, "the teacher asks for a visible smile"
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -137,3 +137,64 @@ def test_au_modulation_is_added_at_zero_to_a_trained_model():
     with torch.no_grad():
         before, after = model(image, source, target), modulated(image, source, target)
     assert torch.equal(before.grid, after.grid) and torch.equal(before.image, after.image)
+
+
+# Conditioning on the AU change, and texture confined to the changed AUs' regions (not in the paper).
+
+
+def change_conditioned_defgan(size: int = SIZE) -> DefGAN:
+    sizes = dict(image_size=size, width=8, num_res_blocks=1, au_modulation=True, conditioning="change")
+    return DefGAN(TextureGenerator(**sizes, upsampling="bilinear"), DeformationGenerator(**sizes), mask_regions=True)
+
+
+def face_landmarks(size: int, n: int = 2) -> torch.Tensor:
+    """A made-up face mesh: the 478 points of a mean face (the default model's motion model) scaled to ``size``."""
+    from defgan_hf import DEFAULT_MODEL
+    from defgan_hf.motion import MotionModel
+
+    mean = MotionModel.from_pretrained(DEFAULT_MODEL, subfolder="motion").mean_landmarks
+    points = torch.cat([mean, mean[:10]])  # irises: any points inside the face will do here
+    return ((points + 0.5) * size / 128 - 0.5).expand(n, -1, -1)
+
+
+def trained_a_little(model: DefGAN) -> DefGAN:
+    """Give every weight a value away from its initialisation, so that the tests do not pass by zero weights."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return model.eval()
+
+
+def test_an_edit_that_changes_no_au_returns_the_crop():
+    torch.manual_seed(0)
+    model = trained_a_little(change_conditioned_defgan())
+    image, source, _ = batch()
+    out = model(image, source, source, face_landmarks(SIZE))
+    assert torch.equal(out.grid, identity_grid(2, SIZE, SIZE)) and not out.mask.any()
+    assert (out.image - image).abs().max() <= 1 / 255
+    changed = model(image, source, (source + 0.5).clamp(0, 1), face_landmarks(SIZE))
+    assert grid_offsets_px(changed.grid).abs().max() > 0 and changed.mask.max() > 0
+
+
+def test_the_mask_is_zero_outside_the_regions_of_the_changed_aus():
+    from defgan_hf import AU_NAMES
+    from defgan_hf.face_regions import TEXTURE_RADIUS, changed_region_mask
+
+    torch.manual_seed(0)
+    size = 64
+    model = trained_a_little(change_conditioned_defgan(size))
+    image = torch.rand(1, 3, size, size) * 2 - 1
+    source = torch.zeros(1, 17)
+    target = source.clone()
+    target[0, AU_NAMES.index("AU45")] = 1.0  # a blink: the lids only
+    landmarks = face_landmarks(size, 1)
+    out = model(image, source, target, landmarks)
+    region = changed_region_mask(landmarks, source, target, size)
+    assert out.mask.max() > 0 and not out.mask[region == 0].any()
+    # The lids' region is around the eyes: nothing near the mouth.
+    mouth = landmarks[0, [13, 14, 61, 291]].mean(dim=0).round().long()
+    x, y = mouth.tolist()
+    reach = int(TEXTURE_RADIUS * size)
+    assert not out.mask[0, 0, y - 2 : y + 3, x - reach // 2 : x + reach // 2 + 1].any()
+    with pytest.raises(ValueError, match="landmarks"):
+        model(image, source, target)
