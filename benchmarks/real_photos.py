@@ -55,6 +55,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -104,8 +105,22 @@ class Tally:
     identity: list[float] = field(default_factory=list)
     progress: list[float] = field(default_factory=list)
     gaps: list[float] = field(default_factory=list)
+    sharpness: list[float] = field(default_factory=list)
+    no_change: list[float] = field(default_factory=list)
     misses: int = 0
     faces: int = 0
+
+
+def face_box(face: DetectedFace) -> tuple[slice, slice]:
+    """The photo pixels of the face's mesh box."""
+    left, top, right, bottom = np.round(face.aligned.face.box).astype(int)
+    return slice(max(top, 0), bottom), slice(max(left, 0), right)
+
+
+def sharpness(photo: Image.Image, box: tuple[slice, slice]) -> float:
+    """Variance of the Laplacian of the grey photo in ``box``: how much fine detail the face has."""
+    grey = cv2.cvtColor(np.asarray(photo), cv2.COLOR_RGB2GRAY)[box]
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
 def find_faces(photos: list[Path], max_faces: int | None = None) -> tuple[list[FaceRef], list[str]]:
@@ -197,11 +212,17 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
         before = read_aus(face.aligned.image)
         input_misses += before is None
         source_embedding = embed(sface, [face.aligned.image])
+        box = face_box(face)
+        input_sharpness = sharpness(face.photo, box)
+        unchanged = pipeline.edit_face(face, target_aus=face.source_aus, motion_model_only=motion_model_only).image
+        no_change = float(np.abs(np.asarray(unchanged, float) - np.asarray(face.photo, float))[box].mean())
         for preset in presets:
             output = pipeline.edit_face(face, expression=preset, intensity=INTENSITY,
                                         motion_model_only=motion_model_only)  # fmt: skip
             tally = tallies[preset]
             tally.faces += 1
+            tally.sharpness.append(sharpness(output.image, box) / input_sharpness)
+            tally.no_change.append(no_change)
             tally.identity.append(1.0 - float(source_embedding[0] @ embed(sface, [output.edited_crop])[0]))
             if before is None:
                 continue
@@ -226,6 +247,8 @@ def summarise(tally: Tally) -> dict[str, float | int | None]:
         "gap_closed": float(np.sum(tally.progress) / np.sum(tally.gaps)) if tally.gaps else None,
         "au_pairs": len(tally.progress),
         "annotator_misses": tally.misses,
+        "sharpness_ratio": float(np.mean(tally.sharpness)) if tally.sharpness else None,
+        "no_change_grey_levels": float(np.mean(tally.no_change)) if tally.no_change else None,
     }
 
 
@@ -255,12 +278,14 @@ def markdown(results: dict) -> str:
         identity,
         progress,
         "",
-        "| expression | model | faces | identity distance ↓ | AU progress ↑ | gap closed ↑ | annotator misses |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| expression | model | faces | identity distance ↓ | AU progress ↑ | gap closed ↑ | sharpness (edit / input) "
+        "| no-change edit (grey levels) ↓ | annotator misses |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
         cells = (row["expression"], row["model"], row["faces"], _number(row["identity_distance"]),
-                 _number(row["au_progress"]), _number(row["gap_closed"], 2), row["annotator_misses"])  # fmt: skip
+                 _number(row["au_progress"]), _number(row["gap_closed"], 2), _number(row.get("sharpness_ratio"), 2),
+                 _number(row.get("no_change_grey_levels"), 2), row["annotator_misses"])  # fmt: skip
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines += [
         "",
@@ -297,6 +322,8 @@ def main() -> None:
                         "the package, defgan_hf/default_model).")  # fmt: skip
     parser.add_argument("--texture_only_model", default=None, help="a texture-only model trained the same way, "
                         "evaluated beside --model (default: none, one model row per expression).")  # fmt: skip
+    parser.add_argument("--previous_model", default=None, help="the model --model replaces (e.g. the default model "
+                        "before it), evaluated beside it as 'previous DefGAN'.")  # fmt: skip
     parser.add_argument("--photos_dir", type=Path, default=None, help="where the evaluation photos are extracted "
                         "(default: <asset cache>/evaluation_photos).")  # fmt: skip
     parser.add_argument("--max_faces", type=int, default=None, help="evaluate only the first N faces (quick runs).")
@@ -319,10 +346,12 @@ def main() -> None:
     names: list[str | Path] = [DEFAULT_MODEL if args.model is None else args.model]
     if args.texture_only_model is not None:
         names.append(args.texture_only_model)
+    if args.previous_model is not None:
+        names.append(args.previous_model)
     pipelines, labels = [], []
     for name in names:
         pipeline = load_pipeline(name, args.device)
-        labels.append(model_label(pipeline, labels))
+        labels.append("previous DefGAN" if name == args.previous_model else model_label(pipeline, labels))
         pipelines.append(pipeline)
 
     photos_dir = args.photos_dir or cache_dir() / "evaluation_photos"

@@ -7,7 +7,8 @@ rest (:data:`~defgan_hf.regions.RESTING_SAMPLE_PHOTOS`) are edited with every pe
 :data:`~defgan_hf.regions.REGION_EDITS` (+0.8 on top of the face's own AUs), and the mean motion of both regions
 is reported in pixels of the 128 px crop. A model has learned a region's AUs as motion when, on the faces at
 rest there, that region's edits move it more than they move the other region, and more than the other
-region's edits move it; the last columns say whether both hold.
+region's edits move it; the last columns say whether both hold. A model folder with a motion model gets a
+second row: its motion model's grid, measured the same way.
 
 Prints a Markdown table and writes ``benchmarks/results/region_motion.json`` (``--output``).
 
@@ -31,12 +32,11 @@ from defgan_hf.regions import REGION_EDITS, RESTING_SAMPLE_PHOTOS, measure_face,
 RESULTS = ROOT / "benchmarks" / "results" / "region_motion.json"
 
 
-def measure(model: str) -> dict[str, dict[str, dict[str, float]]]:
-    """Region at rest → edit name → region → mean motion in pixels."""
-    pipeline = DefGANPipeline.from_pretrained(model)
-    faces = {region: [measure_face(pipeline, pipeline.detect(fetch(name))) for name in photos]
+def measure(pipeline: DefGANPipeline, motion_model_only: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+    """Region at rest → edit name → region → mean motion in pixels (of the deformer, or of the motion model)."""
+    faces = {region: [measure_face(pipeline, pipeline.detect(fetch(name)), motion_model_only) for name in photos]
              for region, photos in RESTING_SAMPLE_PHOTOS.items()}  # fmt: skip
-    return per_au_edit_motion(pipeline, faces)
+    return per_au_edit_motion(pipeline, faces, motion_model_only)
 
 
 def learned(results: dict[str, dict[str, dict[str, float]]], region: str) -> bool:
@@ -76,7 +76,12 @@ def main() -> None:
     args = parser.parse_args()
     models = dict(spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.model or [])
     models = models or {"default model": str(DEFAULT_MODEL)}
-    all_results = {label: measure(model) for label, model in models.items()}
+    all_results = {}
+    for label, model in models.items():
+        pipeline = DefGANPipeline.from_pretrained(model)
+        all_results[label] = measure(pipeline)
+        if pipeline.motion_model is not None:
+            all_results[f"{label}: its motion model"] = measure(pipeline, motion_model_only=True)
     print(markdown(all_results))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"models": {label: shown(model) for label, model in models.items()},

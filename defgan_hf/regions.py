@@ -65,15 +65,18 @@ def region_masks(face: DetectedFace, size: int) -> dict[str, np.ndarray]:
     return masks
 
 
-def measure_face(pipeline: DefGANPipeline, face: DetectedFace) -> MeasuredFace:
+def measure_face(pipeline: DefGANPipeline, face: DetectedFace, motion_model_only: bool = False) -> MeasuredFace:
     """Read a detected face's region masks and no-edit grid once, for any number of edits.
+
+    Args:
+        motion_model_only: measure the pipeline's motion model instead of its deformation generator.
 
     Raises:
         ValueError: if ``pipeline`` has no deformation generator (a texture-only model moves nothing).
     """
-    if pipeline.deformer is None:
+    if pipeline.deformer is None and not motion_model_only:
         raise ValueError("A texture-only model has no deformation grid to measure; load a DefGAN model.")
-    no_edit_offsets = grid_offsets_px(pipeline.edit_face(face).grid)
+    no_edit_offsets = grid_offsets_px(pipeline.edit_face(face, motion_model_only=motion_model_only).grid)
     return MeasuredFace(face, region_masks(face, pipeline.image_size), no_edit_offsets)
 
 
@@ -95,17 +98,19 @@ def region_motion(pipeline: DefGANPipeline, faces: Sequence[MeasuredFace], **edi
     return totals
 
 
-def per_au_edit_motion(pipeline: DefGANPipeline, faces: Mapping[str, Sequence[MeasuredFace]]
-                       ) -> dict[str, dict[str, dict[str, float]]]:
+def per_au_edit_motion(pipeline: DefGANPipeline, faces: Mapping[str, Sequence[MeasuredFace]],
+                       motion_model_only: bool = False) -> dict[str, dict[str, dict[str, float]]]:  # fmt: skip
     """Every edit of :data:`REGION_EDITS`, applied relatively to each group of faces.
 
     Args:
         pipeline: a DefGAN pipeline.
-        faces: region at rest → faces read by :func:`measure_face` with ``pipeline``.
+        faces: region at rest → faces read by :func:`measure_face` with ``pipeline`` (and ``motion_model_only``).
+        motion_model_only: measure the pipeline's motion model instead of its deformation generator.
 
     Returns:
         Region at rest → edit name → region → mean motion in pixels (:func:`region_motion`).
     """
-    return {resting: {name: region_motion(pipeline, group, aus=aus, relative=True)
+    return {resting: {name: region_motion(pipeline, group, aus=aus, relative=True,
+                                          motion_model_only=motion_model_only)
                       for edits in REGION_EDITS.values() for name, aus in edits.items()}
             for resting, group in faces.items()}  # fmt: skip
