@@ -25,6 +25,7 @@ import torch
 from PIL import UnidentifiedImageError
 
 from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
+from defgan_hf.aus import AU_REGIONS
 from defgan_hf.assets import SAMPLE_MEDIA, AssetError, fetch
 from defgan_hf.face import NoFaceError
 from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DefGANPipelineOutput, DetectedFace
@@ -52,13 +53,17 @@ STATE_SECONDS, STATE_SESSIONS = 3600, 100
 
 SLIDER_STEP = 0.01
 
-# Page layout only: the AUs of each face region, top to bottom (FACS's upper face, then lower face).
-AU_REGIONS: dict[str, tuple[str, ...]] = {
-    "Brows": ("AU01", "AU02", "AU04"),
-    "Eyes and cheeks": ("AU05", "AU06", "AU07", "AU45"),
-    "Nose and upper lip": ("AU09", "AU10"),
-    "Lips and jaw": ("AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"),
-}
+def _slider_groups() -> dict[str, tuple[str, ...]]:
+    groups, placed = {}, set()
+    for region, names in AU_REGIONS.items():
+        groups[region.capitalize()] = tuple(name for name in names if name not in placed)
+        placed.update(names)
+    return groups
+
+
+SLIDER_GROUPS: dict[str, tuple[str, ...]] = _slider_groups()
+"""Page layout: the sliders of each face region of :data:`defgan_hf.aus.AU_REGIONS`, top to bottom; an AU
+that acts on two regions is shown in the first."""
 
 EXAMPLE_PHOTOS = ("single_face.jpg", "0-f15-hao-ph.jpg", "0-f1-su-ph.jpg", "45-m7-di-ph.jpg", "multi_face.jpg",
                   "free-mountain-vector-01.jpg")  # fmt: skip
@@ -306,7 +311,7 @@ def build_demo(pipeline: DefGANPipeline, model_notice: str) -> gr.Blocks:
                 reset = gr.Button("Reset to the detected expression", elem_id="reset")
             by_name = {}
             with gr.Row():
-                for region, names in AU_REGIONS.items():
+                for region, names in SLIDER_GROUPS.items():
                     with gr.Column(min_width=220):
                         gr.Markdown(f"**{region}**")
                         for name in names:

@@ -114,7 +114,7 @@ def test_the_app_picks_its_thread_count_and_refuses_a_bad_one(capsys, monkeypatc
 
 
 def test_every_au_has_one_slider():
-    assert sorted(sum(app.AU_REGIONS.values(), ())) == sorted(AU_NAMES)
+    assert sorted(sum(app.SLIDER_GROUPS.values(), ())) == sorted(AU_NAMES)
 
 
 def test_a_new_photo_sets_the_sliders_to_the_chosen_expression_and_edits_with_them(small_pipeline, sample_media):
