@@ -34,13 +34,13 @@ COMMON=(--train_batch_size 8 --critic_steps 5 --learning_rate 2e-4 --dataloader_
 #    - --augment: random similarity/colour jitter (without it the critic learns these few faces' AUs by heart);
 #    - the expression weights 10× the paper's and the cycle weight GANimation's 10 instead of 100: with the
 #      paper's weights, in runs this short, both generators stayed at the identity mapping (BENCHMARKS.md);
-#      the mask's weight 20× the paper's (2), so that the larger expression weights do not open the mask over
-#      whole regions (they did, at 0.1, within 250 steps).
+#      the mask's weight 500× the paper's (50), so that the larger expression weights do not open the mask over
+#      whole regions (they did, at 0.1 and at 2, within 250 steps): texture only where it pays.
 #    The learning rate decays linearly over the last 2 epochs (1,500 steps are ~5.4 epochs of ~2,200 crops).
 V2=(--motion_model "$WORK/motion_faces" --conditioning change --au_modulation --mask_regions
     --texture_upsampling bilinear --max_offset 8 --single_au_targets 0.5 --augment --identity_model sface)
 WEIGHTS=(--lambda_expression 1600 --lambda_expression_deformed 400 --lambda_expression_real 1600
-         --lambda_cycle 10 --lambda_mask_eye 2)
+         --lambda_cycle 10 --lambda_mask_eye 50)
 for variant in defgan texture_only; do
     flag=(--lambda_motion_teacher 20); [ $variant = texture_only ] && flag=(--texture_only)
     python train_accelerate.py --data_dir "$WORK/real_faces" --output_dir "$WORK/real_$variant" "${flag[@]}" \
