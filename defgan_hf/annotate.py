@@ -37,9 +37,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .aus import AU_NAMES
 from .au_estimation import estimate_aus
-from .data import AU_SCALE, IMAGE_FOLDER, LANDMARKS_FILE, TABLE_FILE, landmark_table_header
+from .aus import AU_NAMES, AU_SCALE
+from .data import IMAGE_FOLDER, LANDMARKS_FILE, TABLE_FILE, landmark_table_header
 from .face import NoFaceError, align_face, detect_face, load_image
 
 FAILED_FILE = "failed.csv"

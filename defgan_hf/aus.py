@@ -20,6 +20,13 @@ AU_NAMES: tuple[str, ...] = (
 
 NUM_AUS: int = len(AU_NAMES)
 
+AU_SCALE: float = 5.0
+"""OpenFace's maximum AU intensity (FACS intensity E): files hold ``AUxx_r`` on ``[0, AU_SCALE]``, vectors ``[0, 1]``."""
+
+TEXTURE_AUS: frozenset[str] = frozenset({"AU09", "AU25", "AU26", "AU45"})
+"""AUs that create appearance absent from the face at rest (nose wrinkles, the mouth's interior and teeth, the
+closed eyelid): a warp alone cannot make them."""
+
 AU_FACS_NAMES: dict[str, str] = {
     "AU01": "Inner Brow Raiser",
     "AU02": "Outer Brow Raiser",

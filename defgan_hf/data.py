@@ -52,13 +52,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .aus import AU_NAMES, NUM_AUS
+from .aus import AU_NAMES, AU_SCALE, NUM_AUS
 from .images import read_face_crop
 
 logger = logging.getLogger(__name__)
-
-AU_SCALE: float = 5.0
-"""OpenFace's maximum AU intensity (FACS intensity E): file values are divided by this."""
 
 FILE_COLUMNS: tuple[str, ...] = ("file", "filename", "file_name", "image", "image_name", "img", "path", "name")
 """Accepted names of a table's file column (case-insensitive), in order of preference."""

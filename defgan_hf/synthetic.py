@@ -8,7 +8,7 @@ identity with AUs ``x`` and ``y`` gives a source image and its exact edit.
 
 Each AU acts as FACS describes it. Most AUs only *move* features, by at most about 5 pixels at
 128 px (the deformation generator's bound, :data:`MAX_MOTION`), so a bounded warp of the neutral face
-can reproduce them. Four AUs (:data:`TEXTURE_AUS`) also *create texture* no warp of the neutral
+can reproduce them. Four AUs (:data:`defgan_hf.aus.TEXTURE_AUS`) also *create texture* no warp of the neutral
 face contains: teeth and the mouth's interior (AU25, AU26), the closed eyelid (AU45), nose wrinkles
 (AU09). That split is what the motion + texture vs texture-only benchmark measures.
 
@@ -61,8 +61,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .aus import AU_NAMES, EXPRESSIONS, NUM_AUS, au_vector
-from .data import AU_SCALE, IMAGE_FOLDER, TABLE_FILE
+from .aus import AU_NAMES, AU_SCALE, EXPRESSIONS, NUM_AUS, TEXTURE_AUS, au_vector
+from .data import IMAGE_FOLDER, TABLE_FILE
 from .images import image_to_tensor
 
 RGB = tuple[float, float, float]
@@ -76,9 +76,6 @@ MIN_SIZE, MAX_SIZE = 32, 512
 
 MAX_MOTION: float = 5.0 * 2.0 / 127.0
 """The farthest any AU but the blink moves a landmark, normalised: 5 px at 128 px, the paper's maximum offset."""
-
-TEXTURE_AUS: frozenset[str] = frozenset({"AU09", "AU25", "AU26", "AU45"})
-"""AUs that create appearance absent from the neutral face (teeth, mouth interior, eyelid, wrinkles)."""
 
 MOTION_AUS: frozenset[str] = frozenset(AU_NAMES) - TEXTURE_AUS
 """AUs that only move features: a warp bounded by :data:`MAX_MOTION` can reproduce them, up to the

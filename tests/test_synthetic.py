@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from defgan_hf import AU_NAMES, NUM_AUS
+from defgan_hf.aus import TEXTURE_AUS
 from defgan_hf.data import FaceAUDataset
 from defgan_hf.synthetic import (
     IDENTITIES_FILE,
     MAX_MOTION,
     MOTION_AUS,
-    TEXTURE_AUS,
     FaceGeometry,
     Identity,
     au_regions,
