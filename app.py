@@ -38,6 +38,7 @@ CONCURRENCY_LIMIT = 1
 QUEUE_SIZE = 32
 """Requests that may wait; beyond that a visitor is told the app is busy."""
 
+
 def default_threads() -> int:
     """Torch threads per edit: half the CPU cores this process may use, at least 1 (1 on a 2-core Space).
 
@@ -52,6 +53,7 @@ STATE_SECONDS, STATE_SESSIONS = 3600, 100
 """How long, and for how many visitors at most, a detected photo is kept for slider edits."""
 
 SLIDER_STEP = 0.01
+
 
 def _slider_groups() -> dict[str, tuple[str, ...]]:
     groups, placed = {}, set()

@@ -85,8 +85,7 @@ def _annotate_face(photo: Image.Image, crop_name: str, job: _Job) -> _Row:
     path.parent.mkdir(parents=True, exist_ok=True)
     aligned = align_face(photo, face, job.size)
     aligned.image.save(path)
-    crop_landmarks = face.landmarks[:, :2] @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]
-    return _Row(crop_name, estimate_aus(face), crop_landmarks, face.pose)
+    return _Row(crop_name, estimate_aus(face), aligned.crop_landmarks, face.pose)
 
 
 def _video_frames(path: Path, every_nth_frame: int) -> Iterator[tuple[int, Image.Image]]:

@@ -37,7 +37,6 @@ BLENDSHAPE_AUS: dict[str, tuple[str, ...]] = {
 """AU → the MediaPipe blendshapes whose mean score is its intensity. AU06, AU09, AU23, AU25 come from landmarks."""
 
 # Face-mesh indices. Left and right are as seen in the image.
-_EYE_CORNERS = ((33, 133), (362, 263))
 _UPPER_LIP_OUTER, _UPPER_LIP_INNER, _LOWER_LIP_INNER, _LOWER_LIP_OUTER = 0, 13, 14, 17
 _MOUTH_CORNERS = (61, 291)
 _CHEEKS = (50, 280, 117, 346, 118, 347)
@@ -102,7 +101,7 @@ def estimate_aus(face: Face) -> np.ndarray:
     aus[AU_NAMES.index("AU25")] = gap / LIPS_APART_FULL
     aus[AU_NAMES.index("AU23")] = _unit(lip_height * mouth_width, RELAXED_LIP_AREA, TIGHT_LIP_AREA)
 
-    left_eye, right_eye = (xy[list(corners)].mean(axis=0) for corners in _EYE_CORNERS)
+    left_eye, right_eye = face.keypoints[:2]  # the eye centres
     across = (right_eye - left_eye) / np.linalg.norm(right_eye - left_eye)
     down = np.array([-across[1], across[0]])  # image y grows downward
     cheek_height = float(np.mean((xy[list(_CHEEKS)] - (left_eye + right_eye) / 2) @ down)) / unit

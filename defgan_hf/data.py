@@ -331,9 +331,6 @@ class FaceGeometry:
     landmarks: np.ndarray
     pose: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.files)
-
     def index(self) -> dict[str, int]:
         """Crop key (normalised, as :func:`read_au_labels` keys labels) → row."""
         return {_normalise_key(file): row for row, file in enumerate(self.files)}

@@ -137,6 +137,11 @@ class AlignedFace:
         """Crop pixels per photo pixel: below 1 the crop has less detail than the photo."""
         return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
 
+    @property
+    def crop_landmarks(self) -> np.ndarray:
+        """``(478, 2)`` float64 face-mesh landmarks ``(x, y)`` in pixels of the crop."""
+        return self.face.landmarks[:, :2] @ self.matrix[:, :2].T + self.matrix[:, 2]
+
 
 # ---------------------------------------------------------------------------------------------------
 # Detection

@@ -43,7 +43,6 @@ REGION_SEEDS: dict[str, tuple[tuple[int, ...], float]] = {
 """Region of :data:`~defgan_hf.aus.AU_REGIONS` → (seed landmarks, growth radius in eye distances)."""
 
 
-
 def region_landmarks(mean_landmarks: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean ``(468,)`` membership of each region, grown from :data:`REGION_SEEDS` on a mean face.
 

@@ -11,7 +11,7 @@ does not extrapolate). :meth:`MotionModel.grid` interpolates those displacements
 landmarks, into a dense deformation grid in the convention of :mod:`defgan_hf.warp`: a thin-plate
 spline, bounded by ``max_offset`` like the deformation generator's grid, and zero at the crop's border.
 
-Fitting (:func:`fit_motion_model`) is a linear regression of landmark positions on the AUs, with:
+Fitting (:func:`regress_motion`, :func:`fit_motion_data`) is a linear regression of landmark positions on the AUs, with:
 
 - one mean face per source (a person, or a video of one person): identity is not expression;
 - the head pose (yaw, pitch, roll and their squares) regressed out beside the AUs, so that a head that
@@ -301,12 +301,6 @@ def _thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, resolution: 
     lattice_affine = torch.cat([lattice.new_ones(batch_size, lattice.shape[1], 1), lattice], dim=2)
     field = kernel(lattice, centres) @ weights[:, :count] + lattice_affine @ weights[:, count:]
     return field.transpose(1, 2).reshape(batch_size, 2, resolution, resolution)
-
-
-def fit_motion_model(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sources: Sequence[str],
-                     image_size: int = 128, **config: float) -> MotionModel:  # fmt: skip
-    """:func:`regress_motion` and :meth:`MotionModel.from_fit` in one call (``config`` as the latter takes it)."""
-    return MotionModel.from_fit(regress_motion(landmarks, aus, pose, sources), image_size=image_size, **config)
 
 
 def crop_sources(files: Sequence[str]) -> list[str]:

@@ -56,8 +56,7 @@ class DetectedFace:
     @property
     def landmarks(self) -> torch.Tensor:
         """``(478, 2)`` float32 face-mesh landmarks in pixels of the aligned crop."""
-        matrix = self.aligned.matrix
-        return torch.from_numpy((self.aligned.face.landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]).astype("float32"))
+        return torch.from_numpy(self.aligned.crop_landmarks.astype("float32"))
 
 
 @dataclass

@@ -55,8 +55,7 @@ class MeasuredFace:
 
 def region_masks(face: DetectedFace, size: int) -> dict[str, np.ndarray]:
     """Boolean ``(size, size)`` masks of the crop pixels near each region's landmarks."""
-    matrix = face.aligned.matrix
-    points = face.aligned.face.landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]  # photo → crop pixels
+    points = face.aligned.crop_landmarks
     rows, columns = np.mgrid[0:size, 0:size]
     masks = {}
     for region, indices in REGION_LANDMARKS.items():

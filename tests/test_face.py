@@ -274,8 +274,7 @@ def smile_offsets(aligned, size: int = EDIT_SIZE) -> np.ndarray:
     from defgan_hf.warp import grid_offsets_px
 
     motion = MotionModel.from_pretrained(DEFAULT_MODEL, subfolder="motion")
-    matrix = aligned.matrix
-    landmarks = torch.from_numpy(aligned.face.landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]).float()[None]
+    landmarks = torch.from_numpy(aligned.crop_landmarks).float()[None]
     source = torch.zeros(1, len(AU_NAMES))
     target = source.clone()
     target[0, AU_NAMES.index("AU12")], target[0, AU_NAMES.index("AU25")] = 0.9, 0.6
