@@ -244,12 +244,43 @@ class MotionModel(nn.Module, HubModel):
         to_unit = 2.0 / (size - 1)
         destinations = points * to_unit - 1.0 + motion * to_unit
         # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.
-        offsets = _thin_plate_spline(destinations.double(), -motion.double(), resolution, self.smoothing).to(points)
-        offsets = F.interpolate(offsets, size=(size, size), mode="bilinear", align_corners=True)
+        offsets = self._dense(_thin_plate_spline(destinations.double(), -motion.double(), resolution, self.smoothing))
+        return bounded_offset_grid(offsets.to(points) / self.max_offset, self.max_offset)
+
+    def au_fields(self, landmarks: torch.Tensor, mirrored: torch.Tensor | None = None,
+                  resolution: int = 32) -> torch.Tensor:  # fmt: skip
+        """Each AU's motion on this face, the teacher of :meth:`DeformationGenerator.au_fields`.
+
+        The grid of :meth:`grid` for a unit change of one AU, linearised (the spline's centres at the
+        landmarks themselves, no bound, no clamp to the AU's range): the field ``B_k`` with
+        ``grid ≈ Id + Σ_k Δ_k B_k`` for small changes.
+
+        Args:
+            landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
+            mirrored: ``(N,)`` bool, faces flipped left-right with their landmarks, as in :meth:`grid`.
+            resolution: side of the lattice the spline is evaluated on.
+
+        Returns:
+            ``(N, num_aus, 2, S, S)`` ``(x, y)`` offsets in pixels per unit change; 0 for unsupported AUs.
+        """
+        points = landmarks[:, : self.num_landmarks].to(self.displacements)
+        count = points.shape[0]
+        motion = (self.displacements * self.supported[:, None, None]).expand(count, -1, -1, -1)  # (N, A, L, 2)
+        if mirrored is not None:
+            motion = motion * torch.where(mirrored.to(points.device)[:, None, None, None],
+                                          points.new_tensor([-1.0, 1.0]), points.new_tensor([1.0, 1.0]))  # fmt: skip
+        values = -motion.permute(0, 2, 1, 3).reshape(count, self.num_landmarks, 2 * self.num_aus)
+        centres = points * (2.0 / (self.image_size - 1)) - 1.0
+        fields = self._dense(_thin_plate_spline(centres.double(), values.double(), resolution, self.smoothing))
+        return fields.to(points).unflatten(1, (self.num_aus, 2))
+
+    def _dense(self, lattice: torch.Tensor) -> torch.Tensor:
+        """``(N, C, R, R)`` spline values to ``(N, C, S, S)`` offsets, faded to zero at the crop's edge."""
+        size = self.image_size
+        offsets = F.interpolate(lattice, size=(size, size), mode="bilinear", align_corners=True)
         distance_to_edge = torch.minimum(torch.arange(size), torch.arange(size).flip(0)).to(offsets)
         ramp = (distance_to_edge / self.border).clamp(0.0, 1.0)
-        offsets = offsets * (ramp[:, None] * ramp[None, :])
-        return bounded_offset_grid(offsets / self.max_offset, self.max_offset)
+        return offsets * (ramp[:, None] * ramp[None, :])
 
     def usage_example(self) -> str:
         return (
@@ -267,12 +298,12 @@ def _thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, resolution: 
 
     Args:
         centres: ``(N, K, 2)`` in ``[-1, 1]``-ish normalised coordinates.
-        values: ``(N, K, 2)``.
+        values: ``(N, K, C)``, ``C`` functions through the same centres (one solve serves them all).
         resolution: lattice side.
         smoothing: added to the kernel's diagonal.
 
     Returns:
-        ``(N, 2, resolution, resolution)`` the spline on the lattice of ``[-1, 1]²`` (``align_corners`` style).
+        ``(N, C, resolution, resolution)`` the spline on the lattice of ``[-1, 1]²`` (``align_corners`` style).
     """
     batch_size = centres.shape[0]
     line = torch.linspace(-1.0, 1.0, _BORDER_POINTS + 1, dtype=centres.dtype, device=centres.device)[:-1]
@@ -280,7 +311,8 @@ def _thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, resolution: 
     border = torch.cat([torch.stack(side, dim=1) for side in
                         ((line, -ones), (ones, line), (-line, ones), (-ones, -line))])  # fmt: skip
     centres = torch.cat([centres, border.expand(batch_size, -1, -1)], dim=1)
-    values = torch.cat([values, values.new_zeros(batch_size, border.shape[0], 2)], dim=1)
+    channels = values.shape[-1]
+    values = torch.cat([values, values.new_zeros(batch_size, border.shape[0], channels)], dim=1)
     count = centres.shape[1]
 
     def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -293,14 +325,14 @@ def _thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, resolution: 
                                                                                    device=centres.device)  # fmt: skip
     system[:, :count, count:] = affine
     system[:, count:, :count] = affine.transpose(1, 2)
-    right = torch.cat([values, values.new_zeros(batch_size, 3, 2)], dim=1)
+    right = torch.cat([values, values.new_zeros(batch_size, 3, channels)], dim=1)
     weights = torch.linalg.solve(system, right)
     ys, xs = torch.meshgrid(*(torch.linspace(-1.0, 1.0, resolution, dtype=centres.dtype, device=centres.device),) * 2,
                             indexing="ij")  # fmt: skip
     lattice = torch.stack([xs.flatten(), ys.flatten()], dim=1).expand(batch_size, -1, -1)
     lattice_affine = torch.cat([lattice.new_ones(batch_size, lattice.shape[1], 1), lattice], dim=2)
     field = kernel(lattice, centres) @ weights[:, :count] + lattice_affine @ weights[:, count:]
-    return field.transpose(1, 2).reshape(batch_size, 2, resolution, resolution)
+    return field.transpose(1, 2).reshape(batch_size, channels, resolution, resolution)
 
 
 def crop_sources(files: Sequence[str]) -> list[str]:

@@ -5,7 +5,8 @@ by GANimation's batch of 25, see :mod:`defgan_hf.losses`); :func:`critic_objecti
 :func:`generator_objective` compute one micro-batch's loss and its named terms, as the training script logs
 them. Beside the paper's terms, the generator objective can add the motion teacher (``motion_teacher``): the
 deformation generator's grid against the grid the motion model (:mod:`defgan_hf.motion`) draws through the
-face's landmarks for the same edit.
+face's landmarks for the same edit; :func:`motion_pretraining_objective`, the objective of the steps before
+the adversarial ones, teaches the motion model's per-AU fields alone.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,7 +109,7 @@ def generator_objective(model: nn.Module, discriminator: Discriminator, batch: E
 
     Args:
         model: the generators (a :class:`~defgan_hf.DefGAN`, possibly wrapped for DDP).
-        discriminator: the critic (not updated here).
+        discriminator: the critic, unwrapped (not updated here: no gradient is computed for it).
         batch: the micro-batch; the motion teacher needs its landmarks.
         weights: the λs; ``motion_teacher`` > 0 needs ``motion_model``.
         identity_model: the face-embedding network of the identity loss, or None to leave the term out.
@@ -118,12 +120,15 @@ def generator_objective(model: nn.Module, discriminator: Discriminator, batch: E
     Returns:
         The loss, and its terms by name (``generator/…``).
     """
+    # The critic runs with detached parameters: the backward pass reaches the edits through it, but
+    # computes no gradient for the critic, which this step does not update.
+    critic = _frozen(discriminator)
     edit = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks)
     # The cycle edits I_y back toward x, its mask around the same features: they moved by a few pixels at
     # most, so the input's landmarks serve.
     cycle = model(edit.image, batch.target_aus, batch.source_aus, batch.landmarks)
     with autocast():
-        on_edit = discriminator(edit.image)
+        on_edit = critic(edit.image)
         terms = {
             "generator/critic": generator_critic_loss(on_edit.critic),
             "generator/expression": expression_loss(on_edit.aus, batch.target_aus),
@@ -133,19 +138,66 @@ def generator_objective(model: nn.Module, discriminator: Discriminator, batch: E
         loss = (weights.critic * terms["generator/critic"] + weights.expression * terms["generator/expression"]
                 + weights.cycle * terms["generator/cycle"] + terms["generator/mask_regularizer"])  # fmt: skip
         if not texture_only:
-            terms["generator/expression_deformed"] = expression_loss(discriminator(edit.deformed).aus, batch.target_aus)
+            terms["generator/expression_deformed"] = expression_loss(critic(edit.deformed).aus, batch.target_aus)
             terms["generator/composition"] = composition_loss(edit.grid, cycle.grid)
             terms["generator/grid_regularizer"] = grid_regularizer(edit.grid, weights.grid_eye, weights.grid_tv)
             loss = (loss + weights.expression_deformed * terms["generator/expression_deformed"]
                     + weights.composition * terms["generator/composition"] + terms["generator/grid_regularizer"])  # fmt: skip
             if weights.motion_teacher > 0:
-                if motion_model is None or batch.landmarks is None:
-                    raise ValueError("The motion teacher needs a motion model and the faces' landmarks.")
-                with torch.no_grad():
-                    teacher = motion_model.grid(batch.landmarks, batch.source_aus, batch.target_aus, batch.mirrored)
-                terms["generator/motion_teacher"] = motion_teacher_loss(edit.grid, teacher)
+                terms["generator/motion_teacher"] = motion_teacher_loss(edit.grid, _teacher_grid(batch, motion_model))
                 loss = loss + weights.motion_teacher * terms["generator/motion_teacher"]
         if identity_model is not None:
             terms["generator/identity"] = identity_loss(identity_model(edit.deformed), identity_model(batch.real))
             loss = loss + weights.identity * terms["generator/identity"]
     return loss, terms
+
+
+def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
+                                 motion_model: MotionModel) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """Not in the paper: the objective of the first steps, before the adversarial one.
+
+    The deformation generator regresses the motion model's per-AU fields on each face
+    (:meth:`~defgan_hf.motion.MotionModel.au_fields`, supervised: ``mean ‖P_k − B_k‖²`` in pixels² over
+    AUs and pixels), so that the adversarial objective starts from the motion the landmarks show instead
+    of the identity warp. Every AU is taught on every face, whatever the batch's target. The edit ``I_y``
+    is held to the motion-only edit ``I*_y`` (L1): the texture generator learns to add nothing meanwhile,
+    and every parameter gets a gradient, as distributed training expects.
+
+    Args:
+        model: the generators (a :class:`~defgan_hf.DefGAN` with a ``conditioning="change"`` deformation
+            generator, possibly wrapped).
+        batch: the micro-batch, with landmarks.
+        motion_model: the teacher.
+
+    Returns:
+        The loss, and its terms by name (``pretraining/…``).
+    """
+    if batch.landmarks is None:
+        raise ValueError("Motion pretraining needs the faces' landmarks.")
+    edit = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks)
+    if edit.au_fields is None:
+        raise ValueError("Motion pretraining needs a deformation generator with per-AU fields (conditioning='change').")
+    with torch.no_grad():
+        teacher = motion_model.au_fields(batch.landmarks, batch.mirrored)
+    terms = {
+        "pretraining/au_fields": (edit.au_fields - teacher).pow(2).sum(dim=2).mean(),
+        "pretraining/texture": (edit.image - edit.deformed).abs().mean(),
+    }
+    loss = terms["pretraining/au_fields"] + terms["pretraining/texture"]
+    # Logged only: the first term's value for fields of zero, the scale it is read against.
+    terms["pretraining/teacher_fields"] = teacher.pow(2).sum(dim=2).mean()
+    return loss, terms
+
+
+def _teacher_grid(batch: EditBatch, motion_model: MotionModel | None) -> torch.Tensor:
+    """The motion model's grid ``(N, S, S, 2)`` for ``batch``'s faces and edits (no gradient)."""
+    if motion_model is None or batch.landmarks is None:
+        raise ValueError("The motion teacher needs a motion model and the faces' landmarks.")
+    with torch.no_grad():
+        return motion_model.grid(batch.landmarks, batch.source_aus, batch.target_aus, batch.mirrored)
+
+
+def _frozen(module: nn.Module) -> Callable[[torch.Tensor], Any]:
+    """``module`` as a function of its input alone: its parameters enter detached."""
+    parameters = {name: parameter.detach() for name, parameter in module.named_parameters()}
+    return lambda inputs: torch.func.functional_call(module, parameters, (inputs,))

@@ -110,11 +110,11 @@ def test_mask_regularizer_by_hand():
     )
 
 
-def test_a_training_step_with_the_motion_teacher_lowers_the_teacher_loss():
-    """On a fixed batch, a few generator updates with only the teacher's term move the grid toward the teacher's."""
-    from defgan_hf import DEFAULT_MODEL, AU_NAMES, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
+def _smile_teaching_case():
+    """Small generators, the shipped motion model at 64 px, and a batch of two faces (one mirrored) asked to smile."""
+    from defgan_hf import DEFAULT_MODEL, AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
     from defgan_hf.motion import MotionModel
-    from defgan_hf.objective import EditBatch, LossWeights, generator_objective
+    from defgan_hf.objective import EditBatch
 
     torch.manual_seed(0)
     size = 64
@@ -123,12 +123,21 @@ def test_a_training_step_with_the_motion_teacher_lowers_the_teacher_loss():
     motion.mean_landmarks.copy_((motion.mean_landmarks + 0.5) * size / 128 - 0.5)
     sizes = dict(image_size=size, width=8, num_res_blocks=1, conditioning="change")
     model = DefGAN(TextureGenerator(**sizes), DeformationGenerator(**sizes, max_offset=8.0))
-    discriminator = Discriminator(image_size=size, width=8, num_layers=3)
     landmarks = torch.cat([motion.mean_landmarks, motion.mean_landmarks[:10]]).expand(2, -1, -1)
     source = torch.zeros(2, 17)
     target = source.clone()
     target[:, AU_NAMES.index("AU12")], target[:, AU_NAMES.index("AU25")] = 0.9, 0.8
     batch = EditBatch(torch.rand(2, 3, size, size) * 2 - 1, source, target, landmarks, torch.tensor([False, True]))
+    return model, motion, batch
+
+
+def test_a_training_step_with_the_motion_teacher_lowers_the_teacher_loss():
+    """On a fixed batch, a few generator updates with only the teacher's term move the grid toward the teacher's."""
+    from defgan_hf import Discriminator
+    from defgan_hf.objective import LossWeights, generator_objective
+
+    model, motion, batch = _smile_teaching_case()
+    discriminator = Discriminator(image_size=model.image_size, width=8, num_layers=3)
     only_teacher = LossWeights(**{**dict.fromkeys(LossWeights.__dataclass_fields__, 0.0), "motion_teacher": 1.0})
     optimizer = torch.optim.Adam(model.deformer.parameters(), lr=1e-4)
     losses = []
@@ -141,3 +150,38 @@ def test_a_training_step_with_the_motion_teacher_lowers_the_teacher_loss():
         optimizer.step()
     assert losses[0] > 0.1, "the teacher asks for a visible smile"
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_motion_pretraining_teaches_the_deformer_and_reaches_every_generator_parameter():
+    """The pre-adversarial objective: the per-AU fields move toward the motion model's, and both generators get a
+    gradient (the texture generator's from holding the edit to the motion-only edit), as distributed training
+    needs of every parameter."""
+    from defgan_hf.objective import motion_pretraining_objective
+
+    model, motion, batch = _smile_teaching_case()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    losses = []
+    for _ in range(60):
+        loss, terms = motion_pretraining_objective(model, batch, motion)
+        losses.append(terms["pretraining/au_fields"].item())
+        optimizer.zero_grad()
+        loss.backward()
+        if len(losses) == 1:
+            assert all(p.grad is not None for p in model.parameters())
+        optimizer.step()
+    # Half the error of fields of zero (the identity warp's), on a fixed batch.
+    assert losses[-1] < 0.5 * terms["pretraining/teacher_fields"].item(), losses
+
+
+def test_the_generator_objective_computes_no_gradient_for_the_critic():
+    """The critic is not updated in the generator step: the backward pass reaches the edits through it, not its weights."""
+    from defgan_hf import Discriminator
+    from defgan_hf.objective import LossWeights, generator_objective
+
+    model, _, batch = _smile_teaching_case()
+    discriminator = Discriminator(image_size=model.image_size, width=8, num_layers=3)
+    loss, _ = generator_objective(model, discriminator, batch, LossWeights(), texture_only=False)
+    loss.backward()
+    assert all(parameter.grad is None for parameter in discriminator.parameters())
+    assert all(parameter.grad is not None for parameter in model.texturer.parameters())
+    assert any(parameter.grad.abs().sum() > 0 for parameter in model.deformer.parameters())

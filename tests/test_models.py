@@ -143,8 +143,9 @@ def test_au_modulation_is_added_at_zero_to_a_trained_model():
 
 
 def change_conditioned_defgan(size: int = SIZE) -> DefGAN:
-    sizes = dict(image_size=size, width=8, num_res_blocks=1, au_modulation=True, conditioning="change")
-    return DefGAN(TextureGenerator(**sizes, upsampling="bilinear"), DeformationGenerator(**sizes), mask_regions=True)
+    sizes = dict(image_size=size, width=8, num_res_blocks=1, conditioning="change")
+    return DefGAN(TextureGenerator(**sizes, upsampling="bilinear", au_modulation=True), DeformationGenerator(**sizes),
+                  mask_regions=True)
 
 
 def face_landmarks(size: int, n: int = 2) -> torch.Tensor:
@@ -174,6 +175,23 @@ def test_an_edit_that_changes_no_au_returns_the_crop():
     assert (out.image - image).abs().max() <= 1 / 255
     changed = model(image, source, (source + 0.5).clamp(0, 1), face_landmarks(SIZE))
     assert grid_offsets_px(changed.grid).abs().max() > 0 and changed.mask.max() > 0
+
+
+def test_a_change_conditioned_deformer_is_a_sum_of_per_au_fields_weighted_by_the_change():
+    torch.manual_seed(0)
+    deformer = trained_a_little(change_conditioned_defgan()).deformer
+    image, source, target = batch()
+    fields = deformer.au_fields(image)
+    assert fields.shape == (2, 17, 2, SIZE, SIZE)
+    # One AU changed: the offset is that AU's field times the change (before the tanh bound).
+    one = source.clone()
+    one[:, 3] = (source[:, 3] + 0.1).clamp(max=1.0)
+    change = (one - source)[:, 3, None, None, None]
+    offsets = grid_offsets_px(deformer(image, source, one)).permute(0, 3, 1, 2)
+    expected = deformer.max_offset * torch.tanh(change * fields[:, 3] / deformer.max_offset)
+    assert torch.allclose(offsets, expected, atol=1e-4)
+    with pytest.raises(ValueError, match="au_modulation needs conditioning='paper'"):
+        DeformationGenerator(image_size=SIZE, width=8, num_res_blocks=1, conditioning="change", au_modulation=True)
 
 
 def test_the_mask_is_zero_outside_the_regions_of_the_changed_aus():

@@ -149,6 +149,28 @@ def test_the_grid_moves_the_mouth_where_the_landmarks_say(motion, face):
     assert torch.dist(read_from, corner) < 1.0
 
 
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_per_au_fields_are_the_grid_of_a_small_change(motion, face, mirrored):
+    """The deformation generator's teacher: B_k with grid ≈ Id + Σ Δ_k B_k for small changes, mirrored faces too."""
+    landmarks, aus = face
+    flag = torch.tensor([mirrored])
+    fields = motion.au_fields(landmarks, flag)
+    assert fields.shape == (1, len(AU_NAMES), 2, SIZE, SIZE)
+    for name in ("AU12", "AU01", "AU45"):
+        k = AU_NAMES.index(name)
+        low, high = motion.au_low[k].item(), motion.au_high[k].item()
+        source = aus.clone()
+        source[0, k] = (low + high) / 2
+        target = source.clone()
+        target[0, k] += 0.02 * (high - low)
+        offsets = grid_offsets_px(motion.grid(landmarks, source, target, flag))[0].permute(2, 0, 1)
+        predicted = (target - source)[0, k] * fields[0, k]
+        assert predicted.abs().max() > 0.01, name
+        assert (offsets - predicted).abs().max() < 0.1 * predicted.abs().max(), name
+    unsupported = [AU_NAMES.index(name) for name in AU_NAMES if name not in motion.supported_aus]
+    assert not fields[0, unsupported].any()
+
+
 def test_the_grid_is_batched(motion, data):
     landmarks = torch.from_numpy(data.landmarks[:3]).float()
     aus = torch.from_numpy(data.aus[:3]).float()

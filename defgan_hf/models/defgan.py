@@ -36,6 +36,8 @@ class DefGANOutput:
         grid: the deformation grid ``G``, ``(N, S, S, 2)`` in normalised coordinates.
         color: the texture map ``T``, ``(N, 3, S, S)`` in ``[-1, 1]``.
         mask: the attention mask ``M``, ``(N, 1, S, S)`` in ``[0, 1]``, 1 where ``T`` replaces ``I*_y``.
+        au_fields: with a ``conditioning="change"`` deformation generator, its per-AU fields
+            ``(N, 17, 2, S, S)`` in pixels per unit AU change (:meth:`DeformationGenerator.au_fields`); else None.
     """
 
     image: torch.Tensor
@@ -43,6 +45,7 @@ class DefGANOutput:
     grid: torch.Tensor
     color: torch.Tensor
     mask: torch.Tensor
+    au_fields: torch.Tensor | None = None
 
 
 def compose(color: torch.Tensor, mask: torch.Tensor, deformed: torch.Tensor) -> torch.Tensor:
@@ -74,7 +77,9 @@ def with_au_modulation(model: DefGAN) -> DefGAN:
             raise ValueError(f"weights did not carry over: missing {missing}, unexpected {unexpected}")
         return rebuilt.to(next(network.parameters()).device).train(network.training)
 
-    deformer = None if model.deformer is None else modulated(model.deformer)
+    # A change-conditioned deformation generator sees no AUs: nothing to modulate.
+    deformer = model.deformer if model.deformer is None or model.deformer.conditioning == "change" \
+        else modulated(model.deformer)  # fmt: skip
     return DefGAN(modulated(model.texturer), deformer, mask_regions=model.mask_regions)
 
 
@@ -129,12 +134,17 @@ class DefGAN(nn.Module, HubModel):
         Raises:
             ValueError: if the model confines its mask to regions and ``landmarks`` is None.
         """
+        au_fields = None
         if self.deformer is None:
             batch_size, _, height, width = image.shape
             grid = identity_grid(batch_size, height, width, image.device, image.dtype)
             deformed = image
         else:
-            grid = self.deformer(image, source_aus, target_aus)
+            if self.deformer.conditioning == "change":
+                au_fields = self.deformer.au_fields(image)
+                grid = self.deformer.fields_grid(au_fields, target_aus - source_aus)
+            else:
+                grid = self.deformer(image, source_aus, target_aus)
             deformed = warp(image, grid)
         color, mask = self.texturer(deformed, target_aus, source_aus)
         if self.mask_regions:
@@ -143,7 +153,7 @@ class DefGAN(nn.Module, HubModel):
                                  "landmarks in crop pixels (DetectedFace.landmarks, or landmarks.csv in training).")
             mask = mask * changed_region_mask(landmarks.to(mask.dtype), source_aus, target_aus, self.image_size)
         return DefGANOutput(image=compose(color, mask, deformed), deformed=deformed, grid=grid, color=color,
-                            mask=mask)  # fmt: skip
+                            mask=mask, au_fields=au_fields)  # fmt: skip
 
     def save_pretrained(  # type: ignore[override]
         self,

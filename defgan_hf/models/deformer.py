@@ -19,11 +19,12 @@ class DeformationGenerator(nn.Module, HubModel):
     checkerboard artefacts); a 7×7 head giving a two-channel offset field, bounded to ``max_offset``
     pixels by :func:`~defgan_hf.warp.bounded_offset_grid` whatever the weights are.
 
-    With ``conditioning="change"`` (not in the paper) the network sees the AU change ``Δ = y − x``
-    instead of ``x`` and ``y``, and its head gives one field per AU, ``F_k``; the offset is
-    ``Σ_k Δ_k F_k`` (then bounded). An edit is then linear in the AU change near zero, each AU has a
-    motion of its own (what the motion model of :mod:`defgan_hf.motion` teaches), and an edit that
-    changes no AU gives the identity grid exactly.
+    With ``conditioning="change"`` (not in the paper) the network sees the face alone and its head gives
+    one field per AU, ``P_k`` (:meth:`au_fields`: the AU's motion on this face, in pixels per unit change);
+    the edit's offset is ``Σ_k Δ_k P_k`` for the AU change ``Δ = y − x``, then bounded. The AU change enters
+    after the last layer, where no normalisation removes it; an edit is linear in the change near zero,
+    each AU has a motion of its own (what the motion model of :mod:`defgan_hf.motion` teaches, field by
+    field), one pass gives every AU's field, and an edit that changes no AU gives the identity grid exactly.
 
     Args:
         image_size: side of the square face crops; ``max_offset`` is in pixels of this size.
@@ -32,9 +33,10 @@ class DeformationGenerator(nn.Module, HubModel):
         num_downsamples: stride-2 convolutions (and matching upsampling stages).
         num_res_blocks: residual blocks at the bottleneck.
         max_offset: largest displacement of any pixel, in pixels (the paper: 5 at 128×128).
-        au_modulation: also modulate the normalisations after the bottleneck by ``(x, y)`` (or ``Δ``)
-            (:class:`~defgan_hf.models.blocks.AUModulatedNorm`); False is the paper's layout.
-        conditioning: ``"paper"`` (``x`` and ``y`` tiled, one field) or ``"change"`` (``Δ`` tiled, a field per AU).
+        au_modulation: also modulate the normalisations after the bottleneck by ``(x, y)``
+            (:class:`~defgan_hf.models.blocks.AUModulatedNorm`); False is the paper's layout. Only with
+            ``conditioning="paper"``: the other has no AU input to modulate.
+        conditioning: ``"paper"`` (``x`` and ``y`` tiled, one field) or ``"change"`` (the face alone, a field per AU).
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
@@ -51,8 +53,11 @@ class DeformationGenerator(nn.Module, HubModel):
         self.au_modulation = au_modulation
         if conditioning not in ("paper", "change"):
             raise ValueError(f"conditioning must be 'paper' or 'change', got {conditioning!r}.")
+        if au_modulation and conditioning == "change":
+            raise ValueError("au_modulation needs conditioning='paper': with 'change' the network sees no AUs (the "
+                             "change weights its per-AU fields after the last layer).")  # fmt: skip
         self.conditioning = conditioning
-        conditioning_aus = 2 * num_aus if conditioning == "paper" else num_aus
+        conditioning_aus = 2 * num_aus if conditioning == "paper" else 0
         modulating_aus = conditioning_aus if au_modulation else 0
         self.encoder = Encoder(3 + conditioning_aus, width, num_downsamples, num_res_blocks, modulating_aus)
         layers: list[nn.Module] = []
@@ -82,16 +87,44 @@ class DeformationGenerator(nn.Module, HubModel):
         check_image(image, self.image_size, type(self).__name__)
         check_aus(source_aus, image.shape[0], self.num_aus, "source_aus")
         check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
+        if self.conditioning == "change":
+            return self.fields_grid(self.au_fields(image), target_aus - source_aus)
         s = self.image_size
-        if self.conditioning == "paper":
-            aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
-        else:
-            aus = (target_aus - source_aus).to(image.dtype)
+        aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
         features = self.decoder(self.encoder(torch.cat((image, tile_aus(aus, s, s)), dim=1), aus), aus)
-        raw = self.offset_head(features)
-        if self.conditioning == "change":  # Σ_k Δ_k F_k: (N, A, 2, S, S) fields weighted by the change
-            raw = (raw.unflatten(1, (self.num_aus, 2)) * aus[:, :, None, None, None]).sum(dim=1)
-        return bounded_offset_grid(raw, self.max_offset)
+        return bounded_offset_grid(self.offset_head(features), self.max_offset)
+
+    def au_fields(self, image: torch.Tensor) -> torch.Tensor:
+        """Each AU's motion on this face (``conditioning="change"``).
+
+        Args:
+            image: ``(N, 3, S, S)`` in ``[-1, 1]``.
+
+        Returns:
+            ``(N, num_aus, 2, S, S)`` ``(x, y)`` displacements in pixels per unit AU change (the offset an
+            edit reads the input from, before the bound: :meth:`fields_grid`).
+
+        Raises:
+            ValueError: for a ``conditioning="paper"`` network, which has one field for the whole edit.
+        """
+        if self.conditioning != "change":
+            raise ValueError("Only a conditioning='change' deformation generator has per-AU fields.")
+        check_image(image, self.image_size, type(self).__name__)
+        raw = self.offset_head(self.decoder(self.encoder(image)))
+        return raw.unflatten(1, (self.num_aus, 2)) * self.max_offset
+
+    def fields_grid(self, fields: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        """The grid of an edit from :meth:`au_fields`: ``max_offset · tanh(Σ_k Δ_k P_k / max_offset)``.
+
+        Args:
+            fields: ``(N, num_aus, 2, S, S)`` in pixels per unit change.
+            change: ``(N, num_aus)`` the AU change ``Δ = y − x``, in ``[-1, 1]``.
+
+        Returns:
+            Grid ``(N, S, S, 2)``, the identity grid exactly where ``Δ = 0``.
+        """
+        offsets = torch.einsum("nk,nkchw->nchw", change.to(fields.dtype), fields)
+        return bounded_offset_grid(offsets / self.max_offset, self.max_offset)
 
     def usage_example(self) -> str:
         s = self.image_size
