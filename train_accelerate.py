@@ -21,8 +21,10 @@ import os
 import shlex
 import shutil
 import sys
+import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from filelock import FileLock, Timeout
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -38,9 +41,10 @@ from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGene
 from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
 from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation
-from defgan_hf.models.hub import push_folder
+from defgan_hf.models.hub import atomic_folder, push_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
-from defgan_hf.objective import EditBatch, LossWeights, critic_objective, generator_objective
+from defgan_hf.objective import (EditBatch, LossWeights, critic_objective, generator_objective,
+                                 motion_pretraining_objective)
 from defgan_hf.visualize import sample_grid
 
 logger = logging.getLogger("train_accelerate")
@@ -109,8 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--max_offset", type=float, default=5.0, help="Deformation bound in pixels (paper: 5).")
     model.add_argument("--conditioning", choices=["paper", "change"], default="paper",
                        help="What the generators are conditioned on: 'paper' (x and y for the deformer, y for the "
-                            "texture) or 'change' (not in the paper: the AU change y − x too, and one deformation "
-                            "field per AU weighted by it, so that an edit that changes no AU moves nothing).")
+                            "texture) or 'change' (not in the paper: the texture also sees the AU change y − x; the "
+                            "deformer sees the face alone and gives one field per AU, weighted by the change, so "
+                            "that an edit that changes no AU moves nothing).")
     model.add_argument("--texture_upsampling", choices=["transposed", "bilinear"], default="transposed",
                        help="The texture generator's upsampling: the paper's transposed convolutions, or bilinear "
                             "upsampling + convolution (no checkerboard).")
@@ -119,8 +124,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "change (defgan_hf.face_regions; needs landmarks.csv).")
     model.add_argument("--au_modulation", action="store_true",
                        help="Also feed the AUs to the generators' normalisations after the bottleneck (not in the "
-                            "paper; see defgan_hf.models.blocks.AUModulatedNorm). With --pretrained_model it is "
-                            "added at zero, so training starts from the pretrained model's exact edits.")
+                            "paper; see defgan_hf.models.blocks.AUModulatedNorm; not the deformer's with "
+                            "--conditioning change, which sees no AUs). With --pretrained_model it is added at "
+                            "zero, so training starts from the pretrained model's exact edits.")
 
     optim = parser.add_argument_group("optimisation (paper §4.1)")
     optim.add_argument("--learning_rate", type=float, default=1e-4)
@@ -129,6 +135,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--lr_decay_epochs", type=float, default=20,
                        help="The learning rate decays linearly to 0 over the last this many epochs.")
     optim.add_argument("--critic_steps", type=int, default=10, help="Critic updates per generator update.")
+    optim.add_argument("--motion_pretraining_steps", type=int, default=0,
+                       help="Not in the paper: the first N steps teach the deformation generator the motion model's "
+                            "per-AU fields (supervised; needs --conditioning change and landmarks.csv), and the "
+                            "adversarial objective starts after them (counted in --max_train_steps).")
 
     weights = parser.add_argument_group("loss weights (paper appendix D.2; expression weights ÷ 25, see losses.py)")
     weights.add_argument("--lambda_gp", type=float, default=10.0)
@@ -152,6 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "critic_steps", "logging_steps", "resolution"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.motion_pretraining_steps < 0:
+        parser.error(f"--motion_pretraining_steps must be at least 0, got {args.motion_pretraining_steps}.")
     if args.max_train_steps is None and args.num_epochs < 1:
         parser.error("give --num_epochs ≥ 1 or --max_train_steps.")
     if not Path(args.data_dir).is_dir():
@@ -193,7 +205,10 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     generator_sizes = dict(image_size=args.resolution, width=args.generator_width,
                            num_res_blocks=args.generator_res_blocks, au_modulation=args.au_modulation,
                            conditioning=args.conditioning)  # fmt: skip
-    deformer = None if args.texture_only else DeformationGenerator(**generator_sizes, max_offset=args.max_offset)
+    # A change-conditioned deformation generator sees no AUs, so has nothing to modulate.
+    deformer = None if args.texture_only else DeformationGenerator(
+        **{**generator_sizes, "au_modulation": args.au_modulation and args.conditioning == "paper"},
+        max_offset=args.max_offset)  # fmt: skip
     discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
                                   num_layers=args.discriminator_layers)
     texturer = TextureGenerator(**generator_sizes, upsampling=args.texture_upsampling)
@@ -244,6 +259,34 @@ def build_identity_model(name: str, texture_only: bool) -> nn.Module | None:
     return load_identity_model(name).eval().requires_grad_(False)
 
 
+RUN_LOCK = ".run-{rank}.lock"
+"""The lock file of each process of the run that writes an output folder (with its holder's description)."""
+
+
+def hold_output_dir(accelerator: Accelerator, output_dir: Path) -> FileLock:
+    """Lock ``output_dir`` for this run, one lock per process rank, or stop every process with a message.
+
+    The lock is the operating system's, on an open file: it dies with the process that holds it, however
+    that process ends. Each rank takes its own, so workers that outlive a killed launcher still hold the
+    folder against a new run, and the new run's processes agree (one all-reduce) before any of them stops.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / RUN_LOCK.format(rank=accelerator.process_index)
+    lock, holder_file = FileLock(path, blocking=False), path.with_suffix(".holder")
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = holder_file.read_text().strip() if holder_file.is_file() else "another process"
+    else:
+        holder = None
+        holder_file.write_text(f"process {os.getpid()}: {shlex.join(sys.argv)}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    refused = accelerator.reduce(torch.tensor([float(holder is not None)], device=accelerator.device), "sum")
+    if refused.item() > 0:
+        raise SystemExit(f"{output_dir} is being written by a live training run ({holder or 'on another rank'}). "
+                         "Stop that run (and its worker processes) first, or pass another --output_dir.")
+    return lock
+
+
 def learning_rate_factor(step: int, max_train_steps: int, decay_steps: int) -> float:
     """Constant, then linear decay to 0 over the last ``decay_steps`` steps (paper: the last 20 of 40 epochs)."""
     if decay_steps <= 0:
@@ -278,15 +321,9 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total
 
 def save_model_folder(model: DefGAN, discriminator: Discriminator, folder: Path, card: dict[str, Any],
                       motion_model: MotionModel | None = None) -> None:  # fmt: skip
-    """Write the Hub-ready folder atomically: build it beside the old one, then swap them."""
-    partial, previous = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".previous")
-    for leftover in (partial, previous):
-        shutil.rmtree(leftover, ignore_errors=True)
-    model.save_pretrained(partial, discriminator=discriminator, motion_model=motion_model, model_card_kwargs=card)
-    if folder.exists():
-        os.replace(folder, previous)
-    os.replace(partial, folder)
-    shutil.rmtree(previous, ignore_errors=True)
+    """Write the Hub-ready folder atomically (:func:`~defgan_hf.models.hub.atomic_folder`)."""
+    with atomic_folder(folder) as partial:
+        model.save_pretrained(partial, discriminator=discriminator, motion_model=motion_model, model_card_kwargs=card)
 
 
 def model_card(args: argparse.Namespace, dataset: FaceAUDataset, metrics: dict[str, float], step: int) -> dict[str, Any]:
@@ -301,6 +338,12 @@ def model_card(args: argparse.Namespace, dataset: FaceAUDataset, metrics: dict[s
         "evaluation": (f"No held-out evaluation is run by the training script. Training losses after {step} "
                        f"steps (mean over the last logging window):\n\n| loss | value |\n|---|---|\n{losses}"),
     }
+
+
+def _accumulate(logged: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], micro_batches: int) -> None:
+    """Add one micro-batch's loss terms (detached, no synchronisation) to a step's means."""
+    for name, value in terms.items():
+        logged[name] = logged.get(name, 0.0) + value.detach().float() / micro_batches
 
 
 @dataclass
@@ -361,48 +404,57 @@ class Trainer:
         """Skip the gradient all-reduce on every micro-batch but the last of a step."""
         return contextlib.nullcontext() if last else self.accelerator.no_sync(module)
 
-    def _reduce_and_check(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Average the loss terms over processes; stop everywhere at once if one is NaN or infinite."""
-        values = self.accelerator.reduce(torch.stack([t.detach().float() for t in terms.values()]), reduction="mean")
-        if not torch.isfinite(values).all():
-            bad = [name for name, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+    def reduce_and_check(self, window: dict[str, list[torch.Tensor]], checked_step: int) -> dict[str, float]:
+        """The window's mean of each loss term, averaged over processes; stop everywhere at once if one is NaN or
+        infinite (it arose after ``checked_step``, the last step checked). One blocking reduce per call: the loop
+        calls it when it logs and before each checkpoint."""
+        names = list(window)
+        means = torch.stack([torch.stack(window[name]).mean() for name in names])
+        values = self.accelerator.reduce(means, reduction="mean").tolist()
+        bad = [name for name, value in zip(names, values) if not math.isfinite(value)]
+        if bad:
             kept = list_checkpoints(self.checkpoint_dir)
             raise NonFiniteLossError(
-                f"{', '.join(bad)} became non-finite at step {self.state.global_step}; training stopped. "
-                f"Last good checkpoint: {kept[-1] if kept else 'none'}. Resume from it with a lower "
-                "--learning_rate, or train in fp32/bf16 instead of fp16."
+                f"{', '.join(bad)} became non-finite between step {checked_step} and step {self.state.global_step}; "
+                f"training stopped. Last good checkpoint: {kept[-1] if kept else 'none'}. Resume from it with a "
+                "lower --learning_rate, or train in fp32/bf16 instead of fp16."
             )
-        return dict(zip(terms, values.tolist()))
+        return dict(zip(names, values))
 
-    def critic_step(self, batches: list[EditBatch]) -> dict[str, float]:
+    def motion_pretraining_step(self, batches: list[EditBatch]) -> dict[str, torch.Tensor]:
+        """One update of the generators on :func:`~defgan_hf.objective.motion_pretraining_objective`."""
+        if self.motion_model is None:
+            raise RuntimeError("motion pretraining needs the trainer's motion model")
+        return self._update(self.generator_optimizer, self.model, batches, "pretraining/total",
+                            lambda batch: motion_pretraining_objective(self.model, batch, self.motion_model))
+
+    def critic_step(self, batches: list[EditBatch]) -> dict[str, torch.Tensor]:
         """One critic update (:func:`~defgan_hf.objective.critic_objective`) over micro-batches."""
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        logged: dict[str, float] = defaultdict(float)
-        for index, batch in enumerate(batches):
-            with self._sync_unless(self.discriminator, index == len(batches) - 1):
-                loss, terms = critic_objective(self.model, self.discriminator, batch, self.weights,
-                                               self.accelerator.autocast)  # fmt: skip
-                for name, value in self._reduce_and_check({**terms, "critic/total": loss}).items():
-                    logged[name] += value / len(batches)
-                self.accelerator.backward(loss / len(batches))
-        self.critic_optimizer.step()
-        return logged
+        return self._update(self.critic_optimizer, self.discriminator, batches, "critic/total",
+                            lambda batch: critic_objective(self.model, self.discriminator, batch, self.weights,
+                                                           self.accelerator.autocast))  # fmt: skip
 
-    def generator_step(self, batches: list[EditBatch]) -> dict[str, float]:
+    def generator_step(self, batches: list[EditBatch]) -> dict[str, torch.Tensor]:
         """One joint update of both generators (:func:`~defgan_hf.objective.generator_objective`) over micro-batches."""
-        self.generator_optimizer.zero_grad(set_to_none=True)
-        logged: dict[str, float] = defaultdict(float)
+        critic = self.accelerator.unwrap_model(self.discriminator)  # scored, not updated: no DDP synchronisation
+        return self._update(self.generator_optimizer, self.model, batches, "generator/total",
+                            lambda batch: generator_objective(
+                                self.model, critic, batch, self.weights, texture_only=self.unwrapped_model.texture_only,
+                                identity_model=self.identity_model, motion_model=self.motion_model,
+                                autocast=self.accelerator.autocast))  # fmt: skip
+
+    def _update(self, optimizer: torch.optim.Optimizer, module: nn.Module, batches: list[EditBatch], total: str,
+                objective: Callable[[EditBatch], tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:  # fmt: skip
+        """One optimiser step of ``module`` on ``objective`` summed over micro-batches; the step's mean terms
+        (detached, not synchronised) with the loss as ``total``."""
+        optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, torch.Tensor] = {}
         for index, batch in enumerate(batches):
-            with self._sync_unless(self.model, index == len(batches) - 1):
-                loss, terms = generator_objective(
-                    self.model, self.discriminator, batch, self.weights, texture_only=self.unwrapped_model.texture_only,
-                    identity_model=self.identity_model, motion_model=self.motion_model,
-                    autocast=self.accelerator.autocast,
-                )
-                for name, value in self._reduce_and_check({**terms, "generator/total": loss}).items():
-                    logged[name] += value / len(batches)
+            with self._sync_unless(module, index == len(batches) - 1):
+                loss, terms = objective(batch)
+                _accumulate(logged, {**terms, total: loss}, len(batches))
                 self.accelerator.backward(loss / len(batches))
-        self.generator_optimizer.step()
+        optimizer.step()
         return logged
 
 
@@ -417,6 +469,7 @@ def main(args: argparse.Namespace) -> None:
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is noise
+    run_lock = hold_output_dir(accelerator, output_dir)  # noqa: F841 (held until this process ends)
     set_seed(args.seed, device_specific=True)
 
     # Data: fails here, before any model is built, if the folder holds nothing usable.
@@ -430,12 +483,18 @@ def main(args: argparse.Namespace) -> None:
 
     # Models and optimisers.
     motion_model = build_motion_model(args)
-    uses_landmarks = args.mask_regions or args.lambda_motion_teacher > 0
+    uses_landmarks = args.mask_regions or args.lambda_motion_teacher > 0 or args.motion_pretraining_steps > 0
     if uses_landmarks and dataset.num_with_landmarks < len(dataset):
-        raise SystemExit(f"--mask_regions and --lambda_motion_teacher need every face's landmarks, but "
+        raise SystemExit(f"--mask_regions and the motion teacher need every face's landmarks, but "
                          f"{len(dataset) - dataset.num_with_landmarks} of {len(dataset)} faces have none: annotate "
                          "the data with defgan-annotate, which writes landmarks.csv.")  # fmt: skip
     trainer = Trainer.create(args, accelerator, motion_model)
+    deformer = trainer.unwrapped_model.deformer
+    if args.motion_pretraining_steps > 0 and (deformer is None or deformer.conditioning != "change"
+                                              or motion_model is None):  # fmt: skip
+        raise SystemExit("--motion_pretraining_steps teaches a deformation generator the motion model's per-AU "
+                         "fields: it needs one with --conditioning change (not --texture_only) and a motion model "
+                         "(landmarks.csv in --data_dir, or --motion_model).")  # fmt: skip
     state = trainer.state
     loader = accelerator.prepare(loader)
 
@@ -498,7 +557,8 @@ def main(args: argparse.Namespace) -> None:
     batches_to_skip = (state.global_step % steps_per_epoch) * args.gradient_accumulation_steps
     progress = tqdm(total=max_train_steps, initial=state.global_step, desc="steps",
                     disable=not accelerator.is_local_main_process)
-    window: dict[str, list[float]] = defaultdict(list)
+    window: dict[str, list[torch.Tensor]] = defaultdict(list)
+    checked_step = state.global_step  # the last step whose losses were checked
     metrics: dict[str, float] = {}
     for epoch in range(first_epoch, num_epochs):
         if hasattr(loader, "set_epoch"):
@@ -515,26 +575,37 @@ def main(args: argparse.Namespace) -> None:
             # The learning rate is a function of the step counter, which checkpoints restore.
             learning_rate = args.learning_rate * learning_rate_factor(state.global_step, max_train_steps, decay_steps)
             trainer.set_learning_rate(learning_rate)
-            step_losses = trainer.critic_step(pending)
-            if (state.global_step + 1) % args.critic_steps == 0:
-                step_losses.update(trainer.generator_step(pending))
+            if state.global_step < args.motion_pretraining_steps:
+                step_losses = trainer.motion_pretraining_step(pending)
+            else:
+                step_losses = trainer.critic_step(pending)
+                if (state.global_step + 1) % args.critic_steps == 0:
+                    step_losses.update(trainer.generator_step(pending))
             pending = []
             state.global_step += 1
             progress.update(1)
             for name, value in step_losses.items():
                 window[name].append(value)
             if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
-                metrics = {name: sum(values) / len(values) for name, values in window.items()}
+                metrics = trainer.reduce_and_check(window, checked_step)
+                checked_step = state.global_step
                 metrics["lr"] = learning_rate
                 accelerator.log(metrics, step=state.global_step)
-                progress.set_postfix(d=metrics.get("critic/total"), g=metrics.get("generator/total"))
+                progress.set_postfix({name.split("/")[0]: f"{metrics[name]:.4g}" for name in
+                                      ("pretraining/total", "critic/total", "generator/total") if name in metrics})
                 window.clear()
             if state.global_step % args.checkpointing_steps == 0:
+                if window:  # never a checkpoint of a NaN
+                    trainer.reduce_and_check(window, checked_step)
+                    checked_step = state.global_step
                 save_checkpoint(accelerator, output_dir, state.global_step, args.checkpoints_total_limit)
             if state.global_step % args.sample_steps == 0 and accelerator.is_main_process:
                 save_samples(state.global_step)
             if state.global_step >= max_train_steps:
                 break
+        if window:  # the steps since the last check
+            trainer.reduce_and_check(window, checked_step)
+            checked_step = state.global_step
         write_model(state.global_step, metrics)
         if state.global_step >= max_train_steps:
             break

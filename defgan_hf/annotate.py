@@ -38,9 +38,9 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .au_estimation import estimate_aus
-from .aus import AU_NAMES, AU_SCALE
-from .data import IMAGE_FOLDER, LANDMARKS_FILE, TABLE_FILE, landmark_table_header
-from .face import NoFaceError, align_face, detect_face, load_image
+from .data import IMAGE_FOLDER, LANDMARKS_FILE, TABLE_FILE, au_table_header, au_table_row, landmark_table_header
+from .face import NoFaceError, align_face, detect_face
+from .images import load_image
 
 FAILED_FILE = "failed.csv"
 
@@ -147,17 +147,13 @@ class AnnotationReport:
     skipped: int
 
 
-def _table_header() -> list[str]:
-    return ["file", *(f"{name}_r" for name in AU_NAMES), "source"]
-
-
 def _done_sources(table: Path) -> set[str]:
     if not table.exists():
         return set()
     with open(table, newline="", encoding="utf-8") as file:
         reader = csv.reader(file)
         header = next(reader, None)
-        if header != _table_header():
+        if header != au_table_header("source"):
             raise ValueError(
                 f"{table} was not written by defgan-annotate (its columns differ), so this run cannot add to "
                 "it: choose another --out folder, or remove the file to start over."
@@ -232,7 +228,7 @@ def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every
         table_writer, failed_writer = csv.writer(table_file), csv.writer(failed_file)
         landmark_writer = csv.writer(landmark_file)
         if new_table:
-            table_writer.writerow(_table_header())
+            table_writer.writerow(au_table_header("source"))
         if new_landmark_table:
             landmark_writer.writerow(landmark_table_header())
         failed_writer.writerow(["file", "reason"])
@@ -246,7 +242,7 @@ def annotate(images_dir: str | Path, out_dir: str | Path, size: int = 128, every
                 failed_file.flush()
                 continue
             for row in outcome.rows:
-                table_writer.writerow([row.crop, *(f"{value * AU_SCALE:.3f}" for value in row.aus), outcome.key])
+                table_writer.writerow(au_table_row(row.crop, row.aus, outcome.key))
                 landmark_writer.writerow([row.crop, *(f"{angle:.2f}" for angle in row.pose),
                                           *(f"{value:.2f}" for value in row.landmarks.ravel())])
             # The landmarks first: a crop listed in aus.csv is done, so its landmarks must already be on disk.

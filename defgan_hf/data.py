@@ -68,6 +68,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 # The names the data directory layouts use (module docstring); defgan-annotate writes IMAGE_FOLDER and TABLE_FILE.
 IMAGE_FOLDER = "imgs"
 TABLE_FILE = "aus.csv"
+AU_COLUMNS: tuple[str, ...] = tuple(f"{name}_r" for name in AU_NAMES)
+"""The AU intensity columns of :data:`TABLE_FILE` (OpenFace's names, its 0–5 scale), in ``AU_NAMES`` order."""
 LANDMARKS_FILE = "landmarks.csv"
 """Beside :data:`TABLE_FILE`: each crop's head pose and face-mesh landmarks (:func:`read_landmarks`)."""
 NUM_LANDMARKS: int = 478
@@ -169,7 +171,7 @@ def _optional_column(header: list[str], name: str) -> int | None:
 def _au_columns(path: Path, header: list[str]) -> list[int]:
     """Positions of ``AU01_r … AU45_r`` in ``header``, in ``AU_NAMES`` order."""
     lowered = [name.lower() for name in header]
-    wanted = [f"{au}_r" for au in AU_NAMES]
+    wanted = list(AU_COLUMNS)
     missing = [name for name in wanted if name.lower() not in lowered]
     if missing:
         raise ValueError(
@@ -334,6 +336,16 @@ class FaceGeometry:
     def index(self) -> dict[str, int]:
         """Crop key (normalised, as :func:`read_au_labels` keys labels) → row."""
         return {_normalise_key(file): row for row, file in enumerate(self.files)}
+
+
+def au_table_header(*extra: str) -> list[str]:
+    """The columns of :data:`TABLE_FILE` as written here: ``file``, :data:`AU_COLUMNS`, then ``extra``."""
+    return ["file", *AU_COLUMNS, *extra]
+
+
+def au_table_row(file: str, aus: Collection[float], *extra: object, digits: int = 3) -> list[str]:
+    """One row of :data:`TABLE_FILE`: the crop's key, its AUs (in ``[0, 1]``) on OpenFace's 0–5 scale, then ``extra``."""
+    return [file, *(f"{value * AU_SCALE:.{digits}f}" for value in aus), *map(str, extra)]
 
 
 def landmark_table_header() -> list[str]:

@@ -61,8 +61,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .aus import AU_NAMES, AU_SCALE, EXPRESSIONS, NUM_AUS, TEXTURE_AUS, au_vector
-from .data import IMAGE_FOLDER, TABLE_FILE
+from .aus import AU_NAMES, EXPRESSIONS, NUM_AUS, TEXTURE_AUS, au_vector
+from .data import IMAGE_FOLDER, TABLE_FILE, au_table_header, au_table_row
 from .images import image_to_tensor
 
 RGB = tuple[float, float, float]
@@ -1022,7 +1022,7 @@ def write_dataset(
         open(out_dir / IDENTITIES_FILE, "w", newline="", encoding="utf-8") as identities_file,
     ):
         table, identities = csv.writer(table_file), csv.writer(identities_file)
-        table.writerow(["file", *(f"{name}_r" for name in AU_NAMES), "identity"])
+        table.writerow(au_table_header("identity"))
         identities.writerow(["identity", "seed", *identity_fields])
         for index in tqdm(indices, unit="identity", desc="rendering", disable=not progress):
             identity = sample_identity(seed, index)
@@ -1032,7 +1032,7 @@ def write_dataset(
                 aus = sample_aus(rng)
                 file = f"id{index:05d}_{k:03d}.png"
                 Image.fromarray(render_face(identity, aus, size).image).save(out_dir / IMAGE_FOLDER / file)
-                table.writerow([file, *(f"{value * AU_SCALE:.5f}" for value in aus), index])
+                table.writerow(au_table_row(file, aus, index, digits=5))
     return num_identities * per_identity
 
 

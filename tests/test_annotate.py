@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from defgan_hf import AU_NAMES
+from defgan_hf.data import AU_COLUMNS
 from defgan_hf import annotate as annotate_module
 from defgan_hf.annotate import annotate, main
 from defgan_hf.data import find_data_layout, read_au_labels, read_landmarks
@@ -61,7 +62,7 @@ def test_the_output_is_a_dataset_the_training_reader_takes(run):
     labels = read_au_labels(out / "aus.csv")
     with open(out / "aus.csv", newline="") as file:
         header = next(csv.reader(file))
-    assert header[1:18] == [f"{name}_r" for name in AU_NAMES]
+    assert header[1:18] == list(AU_COLUMNS)
     video_frames = [key for key in labels if key.startswith("video/crying_to_laughing/")]
     assert len(video_frames) == len(range(0, 472, EVERY_NTH_FRAME))
     assert len(labels) == len(POSED) + len(video_frames)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from defgan_hf import AU_NAMES, NUM_AUS
 from defgan_hf.data import (
+    AU_COLUMNS,
     EmptyDatasetError,
     FaceAUDataset,
     augment_face,
@@ -23,7 +24,6 @@ from defgan_hf.data import (
 )
 from defgan_hf.images import read_face_crop
 
-AU_COLUMNS = [f"{au}_r" for au in AU_NAMES]
 
 
 def openface_values(seed: int) -> np.ndarray:
@@ -87,7 +87,7 @@ def test_table_columns_are_selected_by_name_and_rescaled_to_unit_range(tmp_path:
 
 
 def test_table_drops_rows_openface_failed_to_track(tmp_path: Path) -> None:
-    header = ["file", "success"] + AU_COLUMNS
+    header = ["file", "success"] + list(AU_COLUMNS)
     write_csv(tmp_path / "aus.csv", header, [["a.png", 1, *openface_values(0)], ["b.png", 0, *[0.0] * NUM_AUS]])
 
     assert list(read_au_labels(tmp_path / "aus.csv")) == ["a.png"]
@@ -102,7 +102,7 @@ def test_missing_au_column_is_named_with_the_file(tmp_path: Path) -> None:
 
 
 def test_table_without_file_column_lists_the_accepted_names(tmp_path: Path) -> None:
-    write_csv(tmp_path / "aus.csv", ["picture"] + AU_COLUMNS, [["a.png", *openface_values(0)]])
+    write_csv(tmp_path / "aus.csv", ["picture"] + list(AU_COLUMNS), [["a.png", *openface_values(0)]])
 
     with pytest.raises(ValueError, match="no file column.*file, filename"):
         read_au_labels(tmp_path / "aus.csv")
@@ -118,7 +118,7 @@ def test_image_labelled_twice_is_an_error(tmp_path: Path) -> None:
 
 
 def test_non_numeric_value_names_file_line_and_column(tmp_path: Path) -> None:
-    write_csv(tmp_path / "aus.csv", ["file"] + AU_COLUMNS, [["a.png", "high", *openface_values(0)[1:]]])
+    write_csv(tmp_path / "aus.csv", ["file"] + list(AU_COLUMNS), [["a.png", "high", *openface_values(0)[1:]]])
 
     with pytest.raises(ValueError, match=r"aus\.csv, line 2: column AU01_r holds 'high'"):
         read_au_labels(tmp_path / "aus.csv")

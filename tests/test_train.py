@@ -1,5 +1,6 @@
 """The training script end to end, as a user runs it: separate processes, real files."""
 
+import contextlib
 import csv
 import json
 import os
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from defgan_hf import AU_NAMES, DefGAN, Discriminator
+from defgan_hf.data import au_table_header, au_table_row
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--resolution", "32", "--generator_width", "8", "--generator_res_blocks", "1",
@@ -32,14 +34,14 @@ def face_folder(tmp_path_factory) -> Path:
     ys, xs = np.mgrid[0:48, 0:48] / 47.0
     with open(folder / "aus.csv", "w", newline="") as table:
         writer = csv.writer(table)
-        writer.writerow(["file", *(f"{name}_r" for name in AU_NAMES)])
+        writer.writerow(au_table_header())
         for index in range(24):
             cx, cy, r = rng.uniform(0.3, 0.7, 3)
             blob = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (0.05 + 0.1 * r))
             colour = rng.uniform(0, 255, 3)
             pixels = (blob[..., None] * colour + (1 - blob[..., None]) * rng.uniform(0, 255, 3)).astype(np.uint8)
             Image.fromarray(pixels).save(folder / "imgs" / f"face_{index:02d}.png")
-            writer.writerow([f"face_{index:02d}.png", *np.round(rng.uniform(0, 5, len(AU_NAMES)), 2)])
+            writer.writerow(au_table_row(f"face_{index:02d}.png", rng.uniform(0, 1, len(AU_NAMES)), digits=2))
     return folder
 
 
@@ -112,6 +114,57 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_the_requested_step(fac
     assert state == {"global_step": 30}
 
 
+def process_state(pid: int) -> str:
+    """The state word of ``/proc/PID/status`` ("sleeping", "zombie", …), or "" once the process is gone."""
+    try:
+        return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
+    except (FileNotFoundError, StopIteration):
+        return ""
+
+
+def test_a_second_run_on_a_folder_a_live_run_writes_is_refused_until_that_run_dies(face_folder, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data_dir", str(face_folder), "--output_dir", str(out), *TINY, "--train_batch_size", "1",
+            "--max_train_steps", "100000", "--checkpointing_steps", "2", "--sample_steps", "100000"]
+    short = [*args[:-4], "--max_train_steps", "1", "--critic_steps", "1"]
+    # Two processes, in a session of their own like the launcher's workers.
+    first = subprocess.Popen(train_command(*args, processes=2), env=environment(), cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint-2").is_dir():
+            assert first.poll() is None, "the first run ended early"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.05)
+        workers = [int(path.read_text().split()[1].rstrip(":")) for path in out.glob(".run-*.holder")]
+        second = run(train_command(*short))
+        assert second.returncode != 0
+        assert "is being written by a live training run" in second.stderr and "--output_dir" in second.stderr
+        assert "(process " in second.stderr and "train_accelerate.py" in second.stderr  # names the holder
+        os.killpg(first.pid, signal.SIGKILL)  # the launcher, not the workers, which have sessions of their own
+        first.wait()
+        still_held = run(train_command(*short))
+        assert still_held.returncode != 0 and "is being written by a live training run" in still_held.stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        # The workers, found by the processes the lock files name.
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while any(state and "zombie" not in state for state in map(process_state, workers)):
+            assert time.monotonic() < deadline, "the workers outlived SIGKILL"
+            time.sleep(0.05)
+    assert len(workers) == 2
+    # Its holders gone, the folder is free: a run resumes it.
+    third = run(train_command(*args[:-4], "--max_train_steps", "3", "--critic_steps", "1",
+                              "--resume_from_checkpoint", "latest"))  # fmt: skip
+    assert third.returncode == 0, third.stderr[-3000:]
+
+
 def test_texture_only_trains_with_augmentation_and_one_au_targets_and_saves_without_a_deformer(face_folder, tmp_path, monkeypatch):
     out = tmp_path / "run"
     monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
@@ -135,7 +188,6 @@ def test_bf16_autocast_trains_with_the_gradient_penalty_in_fp32(face_folder, tmp
 
 def test_prepared_critic_leaves_precision_to_each_call_so_the_penalty_runs_in_fp32(face_folder, tmp_path):
     """accelerate wraps a prepared model's forward in autocast; the trainer removes that from the critic."""
-    sys.path.insert(0, str(ROOT))
     from accelerate import Accelerator
     from train_accelerate import Trainer, parse_args
 
@@ -154,26 +206,34 @@ def test_prepared_critic_leaves_precision_to_each_call_so_the_penalty_runs_in_fp
     assert dtypes == [torch.float32, torch.bfloat16]
 
 
-def test_fine_tuning_starts_from_a_published_model(face_folder, tmp_path):
-    first, second = tmp_path / "first", tmp_path / "second"
+@pytest.fixture(scope="module")
+def published_model(face_folder, tmp_path_factory) -> Path:
+    """A model folder of a one-step run, published as training writes it: the base of the fine-tuning tests."""
+    out = tmp_path_factory.mktemp("published")
+    result = run(train_command("--data_dir", str(face_folder), *TINY, "--max_train_steps", "1", "--critic_steps", "1",
+                               "--output_dir", str(out)))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "model"
+
+
+def test_fine_tuning_starts_from_a_published_model(face_folder, published_model, tmp_path):
+    second = tmp_path / "second"
     common = ["--data_dir", str(face_folder), *TINY, "--max_train_steps", "1", "--critic_steps", "1"]
-    assert run(train_command(*common, "--output_dir", str(first))).returncode == 0
-    result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(first / "model"),
+    result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(published_model),
                                "--learning_rate", "0"))
     assert result.returncode == 0, result.stderr[-3000:]
-    before, after = DefGAN.from_pretrained(first / "model"), DefGAN.from_pretrained(second / "model")
+    before, after = DefGAN.from_pretrained(published_model), DefGAN.from_pretrained(second / "model")
     for key, value in before.state_dict().items():
         assert torch.equal(value, after.state_dict()[key]), key  # lr 0: fine-tuning kept the published weights
 
 
-def test_fine_tuning_can_add_au_modulation_without_changing_the_edits(face_folder, tmp_path):
-    first, second = tmp_path / "first", tmp_path / "second"
+def test_fine_tuning_can_add_au_modulation_without_changing_the_edits(face_folder, published_model, tmp_path):
+    second = tmp_path / "second"
     common = ["--data_dir", str(face_folder), *TINY, "--max_train_steps", "1", "--critic_steps", "1"]
-    assert run(train_command(*common, "--output_dir", str(first))).returncode == 0
-    result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(first / "model"),
+    result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(published_model),
                                "--au_modulation", "--learning_rate", "0"))
     assert result.returncode == 0, result.stderr[-3000:]
-    before, after = DefGAN.from_pretrained(first / "model"), DefGAN.from_pretrained(second / "model")
+    before, after = DefGAN.from_pretrained(published_model), DefGAN.from_pretrained(second / "model")
     assert after.deformer.au_modulation and after.texturer.au_modulation
     generator = torch.Generator().manual_seed(0)
     face, source, target = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1, *torch.rand(2, 2, 17, generator=generator)
@@ -187,13 +247,12 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(face_
                                "--max_train_steps", "6", "--critic_steps", "3", "--checkpointing_steps", "1",
                                "--lambda_cycle", "nan"))
     assert result.returncode != 0
-    assert "generator/total became non-finite at step 2" in result.stderr
+    assert "generator/total became non-finite between step 2 and step 3" in result.stderr
     assert "Last good checkpoint" in result.stderr and "checkpoint-2" in result.stderr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
-    sys.path.insert(0, str(ROOT))
     from train_accelerate import learning_rate_factor
 
     factors = [learning_rate_factor(step, max_train_steps=40, decay_steps=20) for step in range(41)]
@@ -234,3 +293,20 @@ def test_the_motion_model_is_fitted_and_saved_with_the_model(face_folder, small_
     assert torch.equal(tuned.displacements, motion.displacements)
     result = run(train_command(*common, "--output_dir", str(tmp_path / "bad"), "--motion_model", str(face_folder)))
     assert result.returncode != 0 and "neither a model" in result.stderr
+
+
+def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_set, tmp_path):
+    """The deformation generator is taught the motion model's fields, then the paper's objective takes over."""
+    out = tmp_path / "run"
+    result = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(out), *TINY,
+                               "--conditioning", "change", "--mask_regions", "--motion_pretraining_steps", "2",
+                               "--lambda_motion_teacher", "1", "--max_train_steps", "3", "--critic_steps", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (out / "model" / "README.md").read_text()
+    for term in ("pretraining/au_fields", "pretraining/texture", "critic/wasserstein", "generator/motion_teacher"):
+        assert term in card, term
+    model = DefGAN.from_pretrained(out / "model")
+    assert model.deformer.conditioning == "change"
+    refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
+                                "--motion_pretraining_steps", "2", "--max_train_steps", "3"))  # fmt: skip
+    assert refused.returncode != 0 and "needs one with --conditioning change" in refused.stderr
