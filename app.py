@@ -24,7 +24,7 @@ import gradio as gr
 import torch
 from PIL import UnidentifiedImageError
 
-from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
+from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS, edit_target
 from defgan_hf.aus import AU_REGIONS
 from defgan_hf.assets import SAMPLE_MEDIA, AssetError, fetch
 from defgan_hf.face import NoFaceError
@@ -140,7 +140,7 @@ def slider_values(face: DetectedFace | None, target: torch.Tensor, relative: boo
 
 def slider_target(face: DetectedFace, relative: bool, values: Sequence[float]) -> torch.Tensor:
     """The target AUs the sliders show."""
-    return DefGANPipeline.target_aus(face.source_aus, aus=dict(zip(AU_NAMES, values)), relative=relative)
+    return edit_target(face.source_aus, aus=dict(zip(AU_NAMES, values)), relative=relative)
 
 
 def top_aus(aus: torch.Tensor, count: int = 3) -> str:
@@ -179,7 +179,7 @@ def on_photo(pipeline: DefGANPipeline, image: dict[str, Any] | None, expression:
         face = detect(pipeline, path, int(face_index or 0))
     except UserError as error:
         return None, *skip_sliders, *NO_RESULT, page_message(error)
-    target = DefGANPipeline.target_aus(face.source_aus, expression or None, intensity)
+    target = edit_target(face.source_aus, expression or None, intensity)
     values = slider_values(face, target, relative)
     return face, *values, *edit(pipeline, face, slider_target(face, relative, values))
 
@@ -189,7 +189,7 @@ def on_expression(pipeline: DefGANPipeline, face: DetectedFace | None, expressio
     """A preset or intensity was chosen: move the sliders to it and edit."""
     if face is None:
         return *[gr.skip()] * (len(AU_NAMES) + len(NO_RESULT)), "Upload a photo first."
-    target = DefGANPipeline.target_aus(face.source_aus, expression or None, intensity)
+    target = edit_target(face.source_aus, expression or None, intensity)
     values = slider_values(face, target, relative)
     return *values, *edit(pipeline, face, slider_target(face, relative, values))
 
@@ -216,8 +216,8 @@ def on_reset(pipeline: DefGANPipeline, face: DetectedFace | None, relative: bool
 def on_relative(face: DetectedFace | None, relative: bool, *values: float) -> list[gr.Slider]:
     """Switch the sliders between absolute AUs in [0, 1] and changes from the source in [-1, 1], same target."""
     source = face.source_aus if face is not None else torch.zeros(len(AU_NAMES))
-    shown = torch.tensor(values, dtype=torch.float32)
-    target = shown if relative else (source + shown).clamp(0, 1)  # what the sliders showed before the switch
+    # What the sliders showed before the switch: the AUs themselves, or (now switched off) changes from the source.
+    target = edit_target(source, aus=dict(zip(AU_NAMES, values)), relative=not relative)
     new_values = slider_values(face, target, relative)
     low = -1.0 if relative else 0.0
     return [gr.Slider(minimum=low, maximum=1.0, value=value) for value in new_values]

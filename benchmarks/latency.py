@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from defgan_hf.assets import SAMPLE_MEDIA, fetch
+from defgan_hf.aus import edit_target
 from defgan_hf.face import align_face, detect_face, paste_edit
 from defgan_hf.images import image_to_tensor, load_image
 from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DetectedFace
@@ -76,7 +77,7 @@ def timed_edit(pipeline: DefGANPipeline, photo: Image.Image) -> tuple[dict[str, 
     aligned = align_face(photo, face, size=pipeline.image_size)
     crop = image_to_tensor(aligned.image)
     source = pipeline.estimate_source_aus(crop, aligned)[None]
-    target = pipeline.target_aus(source[0], EXPRESSION)[None]
+    target = edit_target(source[0], EXPRESSION)[None]
     landmarks = DetectedFace(photo, aligned, source[0]).landmarks[None]
     lap("crop")
     edit = pipeline.model(crop, source, target, landmarks)
@@ -114,7 +115,7 @@ def measure(pipeline: DefGANPipeline, photo: Image.Image, repeats: int) -> dict[
     aligned = align_face(photo, detect_face(photo), size=pipeline.image_size)
     crop = image_to_tensor(aligned.image)
     source = pipeline.estimate_source_aus(crop, aligned)
-    target = pipeline.target_aus(source, EXPRESSION)
+    target = edit_target(source, EXPRESSION)
     face = DetectedFace(photo, aligned, source)
     reference = pipeline.edit_face(face, target_aus=target)
     assert result.tobytes() == reference.image.tobytes(), "the timed stages differ from the pipeline's edit"

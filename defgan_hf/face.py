@@ -13,9 +13,9 @@ the forehead to the chin with a little hair and background. :func:`paste_back` a
 transform and blends the crop into the photo through a feathered mask around the face, so that only
 the face region of the photo changes.
 
-Coordinates are pixels, ``(x, y)``, in the photo as :func:`load_image` returns it (EXIF orientation
-applied). Photos are PIL images; :func:`image_to_tensor` and :func:`tensor_to_image` convert to and from
-the networks' convention, float ``(N, 3, H, W)`` RGB in ``[-1, 1]``.
+Coordinates are pixels, ``(x, y)``, in the photo as :func:`defgan_hf.images.load_image` returns it (EXIF
+orientation applied). Photos are PIL images; :mod:`defgan_hf.images` converts them to and from the networks'
+convention, float ``(N, 3, H, W)`` RGB in ``[-1, 1]``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .assets import fetch
-from .images import image_to_tensor, load_image, tensor_to_image  # noqa: F401  (the face API takes photos)
+from .images import load_image
 
 FACE_CROP_MARGIN: float = 0.125
 """Margin of the DefGAN face crop, as a fraction of the tight face-recognition crop's width per side."""

@@ -28,7 +28,9 @@ from PIL import Image
 from torch import nn
 
 from .assets import fetch
-from .face import FACE_CROP_MARGIN, align_face, detect_face, image_to_tensor, load_image
+from .face import FACE_CROP_MARGIN, align_face, detect_face
+from .images import image_to_tensor, load_image
+from .losses import embedding_distance
 
 SFACE_SIZE: int = 112
 """Side of SFace's input crop."""
@@ -194,4 +196,4 @@ def identity_distance(
         crops.append(image_to_tensor(align_face(photo, detect_face(photo), SFACE_SIZE, margin=0.0).image))
     with torch.no_grad():
         embeddings = model.embed_aligned(torch.cat(crops))
-    return float(1.0 - F.cosine_similarity(embeddings[0], embeddings[1], dim=0))
+    return float(embedding_distance(embeddings[0], embeddings[1]))

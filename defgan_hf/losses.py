@@ -93,6 +93,15 @@ def cycle_loss(reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tenso
     return F.l1_loss(reconstruction.float(), image.float())
 
 
+def embedding_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The identity distance ``1 − cos(a, b)`` of face-recognition embeddings ``(..., D)`` (any norm).
+
+    Returns:
+        ``(...)`` in ``[0, 2]``: 0 for the same face, near 1 between different people (SFace).
+    """
+    return 1.0 - F.cosine_similarity(a.float(), b.float(), dim=-1)
+
+
 def identity_loss(deformed_embedding: torch.Tensor, image_embedding: torch.Tensor) -> torch.Tensor:
     """``1 − cos(E(I*_y), E(I_x))`` with ``E`` a face-recognition embedding (Eq. 12), averaged.
 
@@ -100,7 +109,7 @@ def identity_loss(deformed_embedding: torch.Tensor, image_embedding: torch.Tenso
         deformed_embedding: ``(N, D)`` embeddings of the motion-only edits ``I*_y``.
         image_embedding: ``(N, D)`` embeddings of the inputs ``I_x``.
     """
-    return (1.0 - F.cosine_similarity(deformed_embedding.float(), image_embedding.float(), dim=1)).mean()
+    return embedding_distance(deformed_embedding, image_embedding).mean()
 
 
 def composition_loss(grid: torch.Tensor, cycle_grid: torch.Tensor) -> torch.Tensor:

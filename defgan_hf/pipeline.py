@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .au_estimation import estimate_aus
-from .aus import AU_NAMES, NUM_AUS, au_vector, canonical_au_name, interpolate_expression
+from .aus import AU_NAMES, NUM_AUS, edit_target
 from .face import AlignedFace, align_face, detect_face, paste_edit
 from .images import image_to_tensor, load_image, tensor_to_image
 from .models import (DISCRIMINATOR_FOLDER, MOTION_FOLDER, DefGAN, DefGANOutput, DeformationGenerator, Discriminator,
@@ -176,37 +176,6 @@ class DefGANPipeline:
                 return self.discriminator(crop.to(self.device)).aus[0].clamp(0, 1).cpu()
         return torch.from_numpy(estimate_aus(aligned.face))
 
-    @staticmethod
-    def target_aus(source_aus: torch.Tensor, expression: str | None = None, intensity: float = 1.0,
-                   aus: Mapping[str, float] | None = None, relative: bool = False) -> torch.Tensor:
-        """The expression to edit toward.
-
-        ``expression`` moves from the source toward a preset by ``intensity``; ``aus`` then sets named
-        AUs to values (``relative=False``) or adds values to them (``relative=True``, clipped to
-        ``[0, 1]``). With neither, the target is the source (no edit).
-
-        Args:
-            source_aus: ``(17,)`` in ``[0, 1]``.
-            expression: a preset name of :data:`~defgan_hf.EXPRESSIONS`, or None.
-            intensity: in ``[0, 1]``.
-            aus: AU name → value; absolute values in ``[0, 1]``, relative ones in ``[-1, 1]``.
-            relative: how ``aus`` is applied.
-
-        Returns:
-            ``(17,)`` in ``[0, 1]``.
-        """
-        target = source_aus.clone() if expression is None else interpolate_expression(source_aus, expression, intensity)
-        if not aus:
-            return target
-        if not relative:
-            return au_vector(aus, base=target)
-        for name, delta in aus.items():
-            if not -1.0 <= float(delta) <= 1.0:
-                raise ValueError(f"A relative change of {name} must be in [-1, 1], got {delta}.")
-            index = AU_NAMES.index(canonical_au_name(name))
-            target[index] = (target[index] + float(delta)).clamp(0.0, 1.0)
-        return target
-
     def detect(self, image: PhotoInput, face_index: int | None = None) -> DetectedFace:
         """Find, align and read the expression of one face of a photo: the part of an edit that does not
         depend on the target, so that editing the same face again (e.g. from sliders) skips it.
@@ -239,7 +208,7 @@ class DefGANPipeline:
             ValueError: on a bad target, or ``motion_model_only`` without a motion model.
         """
         if target_aus is None:
-            target_vector = self.target_aus(face.source_aus, expression, intensity, aus, relative)
+            target_vector = edit_target(face.source_aus, expression, intensity, aus, relative)
         else:
             target_vector = target_aus.float().cpu()
         if target_vector.shape != (NUM_AUS,):
@@ -312,7 +281,7 @@ class DefGANPipeline:
         """
         if isinstance(image, Sequence) and not isinstance(image, str):
             return [self(one, expression, intensity, aus, relative, face_index, motion_model_only) for one in image]
-        self.target_aus(torch.zeros(NUM_AUS), expression, intensity, aus, relative)  # bad arguments fail before detection
+        edit_target(torch.zeros(NUM_AUS), expression, intensity, aus, relative)  # bad arguments fail before detection
         if motion_model_only:
             self._require_motion_model()
         return self.edit_face(self.detect(image, face_index), expression=expression, intensity=intensity, aus=aus,

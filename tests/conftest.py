@@ -1,8 +1,19 @@
 import hashlib
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -47,32 +58,78 @@ def sample_media():
     return paths.__getitem__
 
 
-def _real_faces_script():
-    """``scripts/real_faces.py`` as a module (scripts/ is a folder of commands, not a package)."""
-    import importlib.util
-    import sys
-
-    if "real_faces" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "scripts" / "real_faces.py"
-        spec = importlib.util.spec_from_file_location("real_faces", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["real_faces"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["real_faces"]
-
-
 @pytest.fixture(scope="session")
 def small_motion_set(tmp_path_factory, sample_media):
     """A small annotated set with landmarks, from two people: every 4th frame of the crying-to-laughing video
     and the 25 posed expressions of facetorch's contact sheet (fetched from PyPI and verified by sha256)."""
     from defgan_hf.annotate import annotate
+    from defgan_hf.assets import extract
+    from scripts.real_faces import split_grid
 
-    real_faces = _real_faces_script()
     inputs = tmp_path_factory.mktemp("motion_inputs")
     (inputs / "pyfeat").mkdir()
     shutil.copyfile(sample_media("WolfgangLanger_Pexels.mp4"), inputs / "pyfeat" / "crying_to_laughing.mp4")
-    (sheet,) = real_faces.extract("facetorch", ("facetorch-1.0.0rc5/data/input/test3.jpg",), inputs / "facetorch")
-    real_faces.split_grid(sheet, 5)
+    (sheet,) = extract("facetorch", ("facetorch-1.0.0rc5/data/input/test3.jpg",), inputs / "facetorch")
+    split_grid(sheet, 5)
     out = tmp_path_factory.mktemp("motion_set")
     annotate(inputs, out, every_nth_frame=4, progress=False)
     return out
+
+
+STARTUP_SECONDS = 180
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _running_app(*args: str) -> Iterator[str]:
+    """Launch ``python app.py ARGS`` on a free local port; yield its URL once it answers; stop it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen([sys.executable, "app.py", "--server_name", "127.0.0.1", "--port", str(port), *args],
+                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")[-4000:]
+
+        try:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while True:
+                if server.poll() is not None:
+                    pytest.fail(f"app.py exited with code {server.returncode} before answering:\n{output()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not answer on {url} within {STARTUP_SECONDS} s:\n{output()}")
+                try:
+                    if httpx.get(url, timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.5)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@pytest.fixture(scope="session")
+def launch_app():
+    """``launch_app(*ARGS)``: a context manager that runs ``python app.py ARGS`` and yields its URL."""
+    return _running_app
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """The app as it ships (``python app.py``, the default model): one server for the API and browser tests."""
+    with _running_app() as url:
+        yield url

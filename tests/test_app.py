@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,58 +13,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import app
-from defgan_hf import AU_NAMES, EXPRESSIONS, DefGAN, DeformationGenerator, TextureGenerator
+from defgan_hf import AU_NAMES, EXPRESSIONS, DefGAN, DeformationGenerator, TextureGenerator, edit_target
 from defgan_hf.face import align_face, detect_face, paste_mask
 from defgan_hf.images import load_image
 from defgan_hf.pipeline import DefGANPipeline
-
-STARTUP_SECONDS = 180
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def running_app(*args: str) -> Iterator[str]:
-    """Launch ``python app.py ARGS`` on a free local port; yield its URL once it answers; stop it afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen([sys.executable, "app.py", "--server_name", "127.0.0.1", "--port", str(port), *args],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-
-        def output() -> str:
-            log.seek(0)
-            return log.read().decode(errors="replace")[-4000:]
-
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"app.py exited with code {server.returncode} before answering:\n{output()}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not answer on {url} within {STARTUP_SECONDS} s:\n{output()}")
-                try:
-                    if httpx.get(url, timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.5)
-            yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
 
 
 def page_text(url: str, elem_id: str) -> str:
@@ -121,7 +66,7 @@ def test_a_new_photo_sets_the_sliders_to_the_chosen_expression_and_edits_with_th
     path = str(sample_media("single_face.jpg"))
     outputs = app.on_photo(small_pipeline, upload(path), "surprise", 0.5, False, 0)
     face, *values, before_after = outputs[: 2 + len(AU_NAMES)]
-    expected = DefGANPipeline.target_aus(face.source_aus, "surprise", 0.5)
+    expected = edit_target(face.source_aus, "surprise", 0.5)
     assert values == pytest.approx(expected.tolist(), abs=0.005)  # shown to the slider step
     assert before_after[0].size == load_image(path).size
     # The slider path gives the edit the one-call pipeline gives for the same AUs.
@@ -133,7 +78,7 @@ def test_a_new_photo_sets_the_sliders_to_the_chosen_expression_and_edits_with_th
 
 def test_relative_sliders_show_changes_from_the_detected_expression(small_pipeline, sample_media):
     face = app.detect(small_pipeline, str(sample_media("0-f15-hao-ph.jpg")), 0)
-    absolute = app.slider_values(face, DefGANPipeline.target_aus(face.source_aus, "sad", 1.0), relative=False)
+    absolute = app.slider_values(face, edit_target(face.source_aus, "sad", 1.0), relative=False)
     switched = app.on_relative(face, True, *absolute)
     offsets = [slider.value for slider in switched]
     assert all(slider.minimum == -1.0 and slider.maximum == 1.0 for slider in switched)
@@ -180,12 +125,6 @@ def test_page_handlers_report_bad_input_in_the_status_line(small_pipeline, sampl
 
 
 @pytest.fixture(scope="module")
-def app_url() -> Iterator[str]:
-    with running_app() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def client(app_url) -> Client:
     return Client(app_url, verbose=False)
 
@@ -219,7 +158,7 @@ def test_edit_endpoint_returns_the_pipeline_edit_of_the_whole_photo(client, samp
     for view in (motion, mask, deformation, difference):
         assert Image.open(view).size == (128, 128)
     source, target = (torch.tensor([aus[which][name] for name in AU_NAMES]) for which in ("source", "target"))
-    assert torch.allclose(target, DefGANPipeline.target_aus(source, "happy", 0.8), atol=1e-6)
+    assert torch.allclose(target, edit_target(source, "happy", 0.8), atol=1e-6)
     # Only the face region of the photo changed ...
     changed = np.abs(edited - np.asarray(original, dtype=np.int16)).max(axis=2) > 0
     aligned = align_face(original, detect_face(original), size=128)
@@ -266,11 +205,11 @@ def test_eight_concurrent_clients_all_get_their_own_edit(app_url, sample_media):
         assert torch.allclose(target, EXPRESSIONS[expression], atol=1e-6), expression  # intensity 1: the preset
 
 
-def test_model_flag_runs_the_given_model_and_names_it(tmp_path, sample_media):
+def test_model_flag_runs_the_given_model_and_names_it(tmp_path, sample_media, launch_app):
     folder = tmp_path / "texture-only-defgan"
     torch.manual_seed(0)
     DefGAN(TextureGenerator(image_size=128, width=8, num_res_blocks=1)).save_pretrained(folder)
-    with running_app("--model", str(folder)) as url:
+    with launch_app("--model", str(folder)) as url:
         notice = page_text(url, "model-notice")
         assert str(folder) in notice and "texture-only" in notice and "default model" not in notice
         path = sample_media("0-f1-su-ph.jpg")

@@ -75,3 +75,8 @@ def test_fetch_command_prints_the_paths_and_refuses_unknown_names(capsys):
     with pytest.raises(SystemExit) as exit_info:
         assets.main(["no-such-asset"])
     assert exit_info.value.code == 2
+
+
+def test_set_up_fetches_what_the_library_and_examples_use_and_leaves_test_references_to_the_tests():
+    assert set(assets.SETUP_ASSETS) == set(assets.MODELS) | set(assets.SAMPLE_MEDIA)
+    assert not set(assets.SETUP_ASSETS) & set(assets.REFERENCE_MODELS)

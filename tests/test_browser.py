@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from PIL import Image
-from test_app import running_app
 
 from defgan_hf import AU_NAMES
 from defgan_hf.au_estimation import estimate_aus
@@ -19,12 +18,6 @@ from defgan_hf.images import load_image
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def app_url() -> Iterator[str]:
-    with running_app() as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,11 @@ from defgan_hf.face import (
     crop_template,
     detect_face,
     detect_faces,
-    image_to_tensor,
-    load_image,
     paste_back,
     paste_edit,
     paste_mask,
-    tensor_to_image,
 )
+from defgan_hf.images import image_to_tensor, load_image, tensor_to_image
 
 FRONTAL = ("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg")
 POSED = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg")

@@ -232,3 +232,32 @@ def test_push_to_hub_uploads_the_whole_repo(tmp_path, monkeypatch):
     assert url.endswith("/commit/0")
     assert "discriminator/model.safetensors" in uploaded["org/defgan-tiny"]
     assert "deformer/model.safetensors" in uploaded["org/defgan-tiny"]
+
+
+def test_every_card_is_rendered_from_the_repository_model_card_template():
+    """The template lives at the repository's top level; the package reads the same file when installed."""
+    from importlib.resources import files
+
+    template = Path(__file__).resolve().parents[1] / "model_card.md"
+    assert files("defgan_hf").joinpath("model_card.md").read_text(encoding="utf-8") == template.read_text(encoding="utf-8")
+
+
+def test_a_folder_written_atomically_replaces_the_old_one_only_when_complete(tmp_path):
+    from defgan_hf.models.hub import atomic_folder
+
+    folder = tmp_path / "model"
+    with atomic_folder(folder) as partial:
+        partial.mkdir()
+        (partial / "weights").write_text("v1")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_folder(folder) as partial:
+            partial.mkdir()
+            (partial / "weights").write_text("v2, half")
+            assert (folder / "weights").read_text() == "v1"  # the old folder stays readable meanwhile
+            raise RuntimeError("disk full")
+    assert (folder / "weights").read_text() == "v1"
+    with atomic_folder(folder) as partial:
+        partial.mkdir()
+        (partial / "weights").write_text("v2")
+    assert (folder / "weights").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing left beside it

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from defgan_hf.assets import fetch
-from defgan_hf.face import FACE_CROP_MARGIN, NoFaceError, align_face, detect_face, image_to_tensor, load_image
+from defgan_hf.face import FACE_CROP_MARGIN, NoFaceError, align_face, detect_face
+from defgan_hf.images import image_to_tensor, load_image
 from defgan_hf.identity import SFACE_SIZE, SFace, identity_distance, load_identity_model
 
 OTHER_PEOPLE = ("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg",

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from defgan_hf import AU_NAMES, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
+from defgan_hf import AU_NAMES, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator, edit_target
 from defgan_hf.face import NoFaceError, paste_mask
 from defgan_hf.images import image_to_tensor
 from defgan_hf import DefGANPipeline
@@ -69,18 +69,18 @@ def test_source_aus_come_from_the_landmarks_and_read_a_smile(pipeline, sample_me
 
 def test_targets_from_presets_and_named_aus():
     source = torch.full((17,), 0.2)
-    happy = DefGANPipeline.target_aus(source, "happy", 1.0)
+    happy = edit_target(source, "happy", 1.0)
     assert torch.allclose(happy, EXPRESSIONS["happy"])
-    half = DefGANPipeline.target_aus(source, "happy", 0.5)
+    half = edit_target(source, "happy", 0.5)
     assert torch.allclose(half, (source + EXPRESSIONS["happy"]) / 2)
-    absolute = DefGANPipeline.target_aus(source, aus={"AU12": 0.9, "au26": 0.5})
+    absolute = edit_target(source, aus={"AU12": 0.9, "au26": 0.5})
     assert absolute[AU_NAMES.index("AU12")] == pytest.approx(0.9)
     assert absolute[AU_NAMES.index("AU26")] == pytest.approx(0.5)
     assert absolute[AU_NAMES.index("AU01")] == pytest.approx(0.2)
-    relative = DefGANPipeline.target_aus(source, aus={"AU12": 0.5, "AU15": -0.5}, relative=True)
+    relative = edit_target(source, aus={"AU12": 0.5, "AU15": -0.5}, relative=True)
     assert relative[AU_NAMES.index("AU12")] == pytest.approx(0.7)
     assert relative[AU_NAMES.index("AU15")] == pytest.approx(0.0)  # clipped at 0
-    combined = DefGANPipeline.target_aus(source, "sad", 1.0, aus={"AU04": 0.0})
+    combined = edit_target(source, "sad", 1.0, aus={"AU04": 0.0})
     assert combined[AU_NAMES.index("AU04")] == 0.0
     assert combined[AU_NAMES.index("AU15")] == EXPRESSIONS["sad"][AU_NAMES.index("AU15")]
 

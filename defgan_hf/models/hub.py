@@ -20,9 +20,12 @@ leaving layers at random initialisation.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
@@ -116,6 +119,30 @@ def resolve_folder(
         if not folder.is_dir():
             raise FileNotFoundError(f"{source} has no {subfolder}/ folder; is it a defgan-hf model repo?")
     return folder
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Write a folder all at once: the block writes into a temporary folder beside ``folder``, which replaces it
+    when the block ends without error (the old folder is moved aside first and removed last, so a complete
+    folder exists at every moment). On error the temporary folder is removed and ``folder`` is left as it was.
+
+    Yields:
+        The temporary folder to write into (it does not exist yet).
+    """
+    folder = Path(folder)
+    partial, previous = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".previous")
+    for leftover in (partial, previous):  # of a run that stopped half-way
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(partial, folder)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def push_folder(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool | None = None,

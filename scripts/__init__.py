@@ -1,0 +1,1 @@
+"""Command-line scripts of defgan-hf: the default model's data, training and shipping."""
