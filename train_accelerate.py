@@ -469,7 +469,7 @@ def main(args: argparse.Namespace) -> None:
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is noise
-    run_lock = hold_output_dir(accelerator, output_dir)  # noqa: F841 (held until this process ends)
+    run_lock = hold_output_dir(accelerator, output_dir)  # held until the run ends, or its process dies
     set_seed(args.seed, device_specific=True)
 
     # Data: fails here, before any model is built, if the folder holds nothing usable.
@@ -619,6 +619,7 @@ def main(args: argparse.Namespace) -> None:
                           commit_message=f"defgan-hf training, step {state.global_step}")
         logger.info("Pushed to %s", url)
     accelerator.end_training()
+    run_lock.release()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ AU09 (nose wrinkler), whose blendshapes are always 0, are read from the cheeks' 
 and brow–nose distances: geometric measures that also read a little of each person's build.
 
 Prints Markdown tables and writes them with the numbers, ``benchmarks/results/real_photos.json`` (``--output``)
-and ``real_photos.md``.
+and ``real_photos.md``, and a contact sheet, ``real_photos.png``: for the first faces, one row per model and
+face, the input crop then its edit toward each preset, in the table's order.
 
     python benchmarks/real_photos.py [--model REPO_ID_OR_FOLDER] [--texture_only_model REPO_ID_OR_FOLDER]
         [--photos_dir DIR] [--max_faces N] [--device cpu] [--output PATH] [--from_json PATH]
@@ -111,6 +112,8 @@ LANDMARK_AUS = {"AU06": "read from the cheeks' height", "AU09": "read from nose�
                 "AU23": "read from the lips' area", "AU25": "read from the lips' gap"}
 """AUs the annotator reads from landmarks, not blendshapes (see the module docstring)."""
 MOTION_MODEL_LABEL = "motion model only"
+SHEET_FACES = 4
+"""Faces in the contact sheet (``real_photos.png``): the first of the evaluation photos."""
 
 
 @dataclass(frozen=True)
@@ -222,18 +225,20 @@ def detect_all(pipeline: DefGANPipeline, faces: list[FaceRef]) -> list[DetectedF
 
 
 def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], presets: list[str],
-                   sface: torch.nn.Module, min_gap: float, label: str,
-                   motion_model_only: bool = False) -> tuple[dict[str, Tally], dict[str, list[float]], int]:  # fmt: skip
+                   sface: torch.nn.Module, min_gap: float, label: str, motion_model_only: bool = False,
+                   ) -> tuple[dict[str, Tally], dict[str, list[float]], int, list[list[Image.Image]]]:  # fmt: skip
     """Edit every face (from :func:`detect_all` at this pipeline's resolution) toward every preset with one model
     (or, with ``motion_model_only``, with its motion model alone).
 
     Returns:
-        Per preset its :class:`Tally`; per AU the progress values of all presets pooled; and the number of
-        input crops the annotator could not read.
+        Per preset its :class:`Tally`; per AU the progress values of all presets pooled; the number of input
+        crops the annotator could not read; and for the first :data:`SHEET_FACES` faces, the input crop and
+        its edits, preset by preset (a row of the contact sheet).
     """
     tallies = {preset: Tally() for preset in presets}
     per_au: dict[str, list[float]] = {name: [] for name in AU_NAMES}
     input_misses = 0
+    sheet: list[list[Image.Image]] = []
     for face in tqdm(detected, desc=f"editing ({label})", unit="face"):
         before = read_aus(face.aligned.image)
         input_misses += before is None
@@ -242,6 +247,9 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
         input_sharpness = sharpness(face.photo, box)
         unchanged = pipeline.edit_face(face, target_aus=face.source_aus, motion_model_only=motion_model_only).image
         no_change = float(np.abs(np.asarray(unchanged, float) - np.asarray(face.photo, float))[box].mean())
+        on_sheet = len(sheet) < SHEET_FACES
+        if on_sheet:
+            sheet.append([face.aligned.image])
         for preset in presets:
             output = pipeline.edit_face(face, expression=preset, intensity=INTENSITY,
                                         motion_model_only=motion_model_only)  # fmt: skip
@@ -250,6 +258,8 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
             tally.sharpness.append(sharpness(output.image, box) / input_sharpness)
             tally.no_change.append(no_change)
             tally.identity.append(float(embedding_distance(source_embedding[0], embed(sface, [output.edited_crop])[0])))
+            if on_sheet:
+                sheet[-1].append(output.edited_crop)
             if before is None:
                 continue
             after = read_aus(output.edited_crop)
@@ -261,7 +271,18 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
             tally.gaps.extend(gaps.tolist())
             for index, value in zip(kept, progress):
                 per_au[AU_NAMES[index]].append(float(value))
-    return tallies, per_au, input_misses
+    return tallies, per_au, input_misses, sheet
+
+
+def contact_sheet(rows: dict[str, list[list[Image.Image]]]) -> Image.Image:
+    """Model label → its :func:`evaluate_model` sheet rows, stacked: one row per (model, face), input first."""
+    cells = [row for model_rows in rows.values() for row in model_rows]
+    size = cells[0][0].width
+    picture = Image.new("RGB", (size * max(len(row) for row in cells), size * len(cells)), "white")
+    for y, row in enumerate(cells):
+        for x, crop in enumerate(row):
+            picture.paste(crop.convert("RGB"), (x * size, y * size))
+    return picture
 
 
 def summarise(tally: Tally) -> dict[str, float | int | None]:
@@ -396,13 +417,13 @@ def main() -> None:
                 detected[pipeline.image_size] = detect_all(pipeline, faces)
         crops = [face.aligned.image for face in detected[pipelines[0].image_size]]
         distance, pairs = different_people_distance(sface, crops, faces)
-        summaries = {}
+        summaries, sheets = {}, {}
         runs = [(pipeline, label, False) for pipeline, label in zip(pipelines, labels)]
         if pipelines[0].motion_model is not None:
             runs.append((pipelines[0], MOTION_MODEL_LABEL, True))
             labels.append(MOTION_MODEL_LABEL)
         for pipeline, label, motion_model_only in runs:
-            tallies, per_au, input_misses[label] = evaluate_model(
+            tallies, per_au, input_misses[label], sheets[label] = evaluate_model(
                 pipeline, detected[pipeline.image_size], args.expressions, sface, args.min_gap, label,
                 motion_model_only,
             )
@@ -444,8 +465,9 @@ def main() -> None:
     args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     # The tables as Markdown too: what scripts/ship_default_model.py puts in the model card.
     args.output.with_suffix(".md").write_text(tables + "\n")
+    contact_sheet(sheets).save(args.output.with_suffix(".png"))
     output = args.output.resolve()
-    print(f"\nWrote {output.relative_to(Path.cwd()) if output.is_relative_to(Path.cwd()) else output} and its .md")
+    print(f"\nWrote {output.relative_to(Path.cwd()) if output.is_relative_to(Path.cwd()) else output} and its .md and .png")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from defgan_hf import AU_NAMES, NUM_AUS
+from defgan_hf import NUM_AUS
 from defgan_hf.data import (
     AU_COLUMNS,
     EmptyDatasetError,
