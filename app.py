@@ -73,8 +73,9 @@ EXAMPLE_PHOTOS = ("single_face.jpg", "0-f15-hao-ph.jpg", "0-f1-su-ph.jpg", "45-m
 
 DEFAULT_MODEL_NOTICE = (
     "**Model:** the default model embedded in defgan-hf (`defgan_hf/default_model`), a DefGAN (deformation + "
-    "texture) editing 128 px face crops. It is a **small demo-quality model, trained on a CPU on the faces of few "
-    "people**: expect weak edits. Its model card (`defgan_hf/default_model/README.md`) gives the data, the "
+    "texture) editing 128 px face crops and warping the photo at its own resolution. It is a **small demo-quality "
+    "model, trained on a CPU on the faces of few people**: expect edits weaker than asked, made by motion alone "
+    "(no teeth or closing lids yet). Its model card (`defgan_hf/default_model/README.md`) gives the data, the "
     "evaluation and the limitations; `python app.py --model REPO_ID_OR_FOLDER` runs another model."
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -167,6 +168,13 @@ def test_edit_endpoint_returns_the_pipeline_edit_of_the_whole_photo(client, samp
     pipeline, _ = app.load_pipeline(None)
     expected = np.asarray(pipeline(path, expression="happy", intensity=0.8).image, dtype=np.int16)
     assert np.abs(edited - expected).max() <= 1
+
+
+def test_intensity_zero_returns_the_photo_as_it_was(client, sample_media):
+    """The shipped model makes no change where none is asked: the edited photo is the uploaded one, pixel for pixel."""
+    path = sample_media("single_face.jpg")
+    photo, *_ = client.predict(image=handle_file(str(path)), expression="surprise", intensity=0.0, api_name="/edit")
+    assert np.array_equal(read(photo), np.asarray(load_image(path), dtype=np.int16))
 
 
 def test_bad_input_is_a_clear_error_and_the_server_keeps_answering(client, sample_media, tmp_path):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+
+import numpy as np
 import pytest
 import torch
 
-from defgan_hf import DEFAULT_MODEL, DefGAN, DefGANPipeline, Discriminator, TextureGenerator
+from defgan_hf import AU_NAMES, DEFAULT_MODEL, DefGAN, DefGANPipeline, Discriminator, TextureGenerator
+from defgan_hf.face_regions import changed_region_mask
+from defgan_hf.images import load_image
 from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER
 from defgan_hf.motion import MotionModel
 from defgan_hf.regions import (
@@ -18,19 +22,13 @@ from defgan_hf.regions import (
     per_au_edit_motion,
     region_motion,
 )
+from defgan_hf.warp import identity_grid
 
 MAX_FOLDER_MIB = 40
 BROW_PRESETS = ("sad", "angry", "fear", "surprise")
 """Presets with brow AUs; ``happy`` has none."""
 MIN_MOTION_PX = 0.05
 """Below this mean displacement (pixels of the 128 px crop) a region counts as not moved."""
-MOUTH_NOT_LEARNED = pytest.mark.xfail(
-    strict=True, reason="the default model has not learned the mouth AUs as motion: lips part and jaw drop barely "
-    "moves the mouth, and brow edits move it more than mouth edits do (BENCHMARKS.md, 'Where the motion goes')")
-TRAINED_ON_OLD_AU06 = pytest.mark.xfail(
-    strict=True, reason="the default model was trained with AU06 read as a copy of AU07 and AU09 as 0; with both now "
-    "measured on the landmarks its deformer, conditioned on the source AUs, moves the brows for 'brow lowerer' and "
-    "the mouth for 'lip corner puller' by under 0.05 px (0.11 and 0.06 px with the old readings)")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +58,7 @@ def test_default_model_is_a_complete_hub_folder_within_the_size_limit():
         for name in ("config.json", "model.safetensors"))}  # fmt: skip
     size_mib = sum(path.stat().st_size for path in DEFAULT_MODEL.rglob("*") if path.is_file()) / 2**20
     assert size_mib <= MAX_FOLDER_MIB
-    assert json.loads((DEFAULT_MODEL / "config.json").read_text()) == {"texture_only": False}
+    assert json.loads((DEFAULT_MODEL / "config.json").read_text()) == {"texture_only": False, "mask_regions": True}
     model = DefGAN.from_pretrained(DEFAULT_MODEL)
     discriminator = Discriminator.from_pretrained(DEFAULT_MODEL, subfolder=DISCRIMINATOR_FOLDER)
     assert model.image_size == discriminator.image_size == 128 and not model.texture_only
@@ -91,20 +89,17 @@ def assert_moves_its_region_most(edit_motion, name: str, region: str) -> None:
     assert motion[region] > motion[other], f"{name}: the {other} move more than the {region} ({motion})"
 
 
-@pytest.mark.parametrize("name", [
-    "inner and outer brow raiser", pytest.param("brow lowerer", marks=TRAINED_ON_OLD_AU06)])  # fmt: skip
+@pytest.mark.parametrize("name", ["inner and outer brow raiser", "brow lowerer"])
 def test_brow_edits_move_the_brows_more_than_the_mouth(edit_motion, name):
     assert_moves_its_region_most(edit_motion, name, "brows")
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("lip corner puller", marks=TRAINED_ON_OLD_AU06),
-    pytest.param("lips part and jaw drop", marks=MOUTH_NOT_LEARNED)])  # fmt: skip
+@pytest.mark.parametrize("name", ["lip corner puller", "lips part and jaw drop"])
 def test_mouth_edits_move_the_mouth_more_than_the_brows(edit_motion, name):
     assert_moves_its_region_most(edit_motion, name, "mouth")
 
 
-@pytest.mark.parametrize("region", ["brows", pytest.param("mouth", marks=MOUTH_NOT_LEARNED)])
+@pytest.mark.parametrize("region", ["brows", "mouth"])
 def test_a_regions_edits_move_it_more_than_the_other_regions_edits_do(edit_motion, region):
     (other,) = set(REGION_EDITS) - {region}
     own = {name: edit_motion[region][name][region] for name in REGION_EDITS[region]}
@@ -130,3 +125,36 @@ def test_a_texture_only_model_has_no_motion_to_measure(faces):
     pipeline = DefGANPipeline(DefGAN(TextureGenerator(image_size=128, width=8, num_res_blocks=1)))
     with pytest.raises(ValueError, match="texture-only"):
         measure_face(pipeline, faces["brows"][0].face)
+
+
+def test_an_edit_that_asks_for_no_change_returns_the_photo_exactly(pipeline, sample_media):
+    """Intensity 0, or the face's own AUs as the target: the identity grid and a zero mask, so the very photo."""
+    photo = load_image(sample_media("0-f1-su-ph.jpg"))
+    face = pipeline.detect(photo)
+    for edit in ({"expression": "happy", "intensity": 0.0}, {"aus": {}}):
+        out = pipeline.edit_face(face, **edit)
+        assert torch.equal(out.grid, identity_grid(1, 128, 128)), edit
+        assert np.asarray(out.mask).max() == 0, edit
+        assert np.array_equal(np.asarray(out.image), np.asarray(photo)), edit
+
+
+@pytest.mark.parametrize(("edit", "aus"), [({"aus": {"AU12": 0.8}, "relative": True}, ["AU12"]),
+                                           ({"aus": {"AU45": 0.8}, "relative": True}, ["AU45"]),
+                                           ({"expression": "surprise"}, None)])  # fmt: skip
+def test_texture_appears_only_in_the_regions_of_the_aus_the_edit_changes(pipeline, faces, edit, aus):
+    for measured in faces["mouth"]:
+        face = measured.face
+        out = pipeline.edit_face(face, **edit)
+        allowed = changed_region_mask(face.landmarks[None], out.source_aus[None], out.target_aus[None], 128)[0, 0]
+        mask = torch.from_numpy(np.asarray(out.mask, dtype=np.float32) / 255)
+        assert mask[allowed == 0].max() == 0, edit
+        if aus is not None:  # and the one AU's region is its own: the mouth's, or the lids'
+            changed = (out.target_aus - out.source_aus).abs() > 1e-6
+            assert [name for name, flag in zip(AU_NAMES, changed.tolist()) if flag] == aus
+
+
+@pytest.mark.parametrize(("expression", "region"), [("happy", "mouth"), ("surprise", "brows"), ("sad", "brows")])
+def test_presets_move_the_regions_of_their_aus(pipeline, faces, expression, region):
+    """On faces at rest there, a preset moves the region of its AUs visibly (on the deformation grid)."""
+    motion = region_motion(pipeline, faces[region], expression=expression)
+    assert motion[region] > MIN_MOTION_PX, f"{expression}: {motion}"
