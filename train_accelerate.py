@@ -41,7 +41,7 @@ from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGene
 from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
 from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation
-from defgan_hf.models.hub import atomic_folder, push_folder
+from defgan_hf.models.hub import atomic_folder, push_folder, replace_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
 from defgan_hf.objective import (EditBatch, LossWeights, critic_objective, generator_objective,
                                  motion_pretraining_objective)
@@ -310,8 +310,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total
     accelerator.save_state(str(partial))  # every process writes its own RNG state
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
+        replace_folder(partial, final)
         if total_limit is not None:
             for old in list_checkpoints(output_dir)[:-total_limit]:
                 shutil.rmtree(old)

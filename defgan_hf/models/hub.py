@@ -124,24 +124,32 @@ def resolve_folder(
 @contextlib.contextmanager
 def atomic_folder(folder: str | Path) -> Iterator[Path]:
     """Write a folder all at once: the block writes into a temporary folder beside ``folder``, which replaces it
-    when the block ends without error (the old folder is moved aside first and removed last, so a complete
-    folder exists at every moment). On error the temporary folder is removed and ``folder`` is left as it was.
+    when the block ends without error (:func:`replace_folder`). On error the temporary folder is removed and
+    ``folder`` is left as it was.
 
     Yields:
         The temporary folder to write into (it does not exist yet).
     """
     folder = Path(folder)
-    partial, previous = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".previous")
-    for leftover in (partial, previous):  # of a run that stopped half-way
-        shutil.rmtree(leftover, ignore_errors=True)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # of a run that stopped half-way
     try:
         yield partial
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    replace_folder(partial, folder)
+
+
+def replace_folder(complete: str | Path, folder: str | Path) -> None:
+    """Put the folder ``complete`` in the place of ``folder``: the old one is moved aside first and removed last,
+    so a complete folder exists at every moment."""
+    complete, folder = Path(complete), Path(folder)
+    previous = folder.with_name(folder.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
     if folder.exists():
         os.replace(folder, previous)
-    os.replace(partial, folder)
+    os.replace(complete, folder)
     shutil.rmtree(previous, ignore_errors=True)
 
 
