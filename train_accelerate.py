@@ -559,6 +559,14 @@ def main(args: argparse.Namespace) -> None:
     window: dict[str, list[torch.Tensor]] = defaultdict(list)
     checked_step = state.global_step  # the last step whose losses were checked
     metrics: dict[str, float] = {}
+
+    def check_losses() -> dict[str, float]:
+        """The window's losses, reduced and checked (:meth:`Trainer.reduce_and_check`) up to this step."""
+        nonlocal checked_step
+        values = trainer.reduce_and_check(window, checked_step)
+        checked_step = state.global_step
+        return values
+
     for epoch in range(first_epoch, num_epochs):
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
@@ -586,25 +594,22 @@ def main(args: argparse.Namespace) -> None:
             for name, value in step_losses.items():
                 window[name].append(value)
             if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
-                metrics = trainer.reduce_and_check(window, checked_step)
-                checked_step = state.global_step
+                metrics = check_losses()
                 metrics["lr"] = learning_rate
                 accelerator.log(metrics, step=state.global_step)
                 progress.set_postfix({name.split("/")[0]: f"{metrics[name]:.4g}" for name in
                                       ("pretraining/total", "critic/total", "generator/total") if name in metrics})
                 window.clear()
             if state.global_step % args.checkpointing_steps == 0:
-                if window:  # never a checkpoint of a NaN
-                    trainer.reduce_and_check(window, checked_step)
-                    checked_step = state.global_step
+                if checked_step < state.global_step:  # never a checkpoint of a NaN
+                    check_losses()
                 save_checkpoint(accelerator, output_dir, state.global_step, args.checkpoints_total_limit)
             if state.global_step % args.sample_steps == 0 and accelerator.is_main_process:
                 save_samples(state.global_step)
             if state.global_step >= max_train_steps:
                 break
-        if window:  # the steps since the last check
-            trainer.reduce_and_check(window, checked_step)
-            checked_step = state.global_step
+        if checked_step < state.global_step:  # the steps since the last check
+            check_losses()
         write_model(state.global_step, metrics)
         if state.global_step >= max_train_steps:
             break

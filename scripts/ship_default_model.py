@@ -57,8 +57,9 @@ DESCRIPTION = (
 LIMITATIONS = (
     "- **Motion only: no texture was learned.** The texture generator was trained only to add nothing the warp "
     "does not; its attention mask, confined to the regions of the changed AUs, is above 0.05 on 0.6% of the "
-    "crop on average over the held-out edits (5% at most), and never above 0.5. So no teeth appear in an opened mouth (it is stretched lips), a blink "
-    "squeezes the eye rather than closing the lid, and no wrinkles or shading change. The texture-only "
+    "crop on average over the held-out edits (5% at most), and never above 0.5. So no teeth appear in an "
+    "opened mouth (it is stretched lips), a blink squeezes the eye rather than closing the lid, and no "
+    "wrinkles or shading change. The texture-only "
     "ablation, trained for 1,000 steps with the paper's objective, kept its mask closed and does not edit at "
     "all. The warp is applied to the photo at its own resolution, so the face stays sharp.\n"
     "- **Edits fall short of the asked intensity.** Toward a preset at intensity 1, the annotator reads the edit "

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
 from PIL import Image
 
 from defgan_hf import AU_NAMES, DefGAN, Discriminator
@@ -43,12 +43,6 @@ def face_folder(tmp_path_factory) -> Path:
             Image.fromarray(pixels).save(folder / "imgs" / f"face_{index:02d}.png")
             writer.writerow(au_table_row(f"face_{index:02d}.png", rng.uniform(0, 1, len(AU_NAMES)), digits=2))
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_command(*args: str, processes: int = 1) -> list[str]:
