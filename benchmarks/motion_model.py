@@ -73,14 +73,15 @@ def main() -> None:
         au_regions = [region for region, names in AU_REGIONS.items() if name in names]
         mask = np.any([regions[region] for region in au_regions], axis=0)
         entry = {"regions": au_regions, "supported": bool(model.supported[index]),
+                 "fitted": "yes" if model.supported[index] else "no: too little variation, " + (
+                     "moves as FACS describes it" if name in model.prior_aus else "moves nothing"),
                  "data_range": [float(model.au_low[index]), float(model.au_high[index])],
                  "r2_regions": r_squared(residuals, actual, mask)}  # fmt: skip
         if entry["supported"]:
             without, _ = held_out_errors(data, left_out=(name,))
             entry["delta_r2"] = entry["r2_regions"] - r_squared(without, actual, mask)
-            # Largest motion over the AU's data range, in crop pixels (where the figure's arrows are longest).
-            span = float(model.au_high[index] - model.au_low[index])
-            entry["max_motion_px"] = float(model.displacements[index].norm(dim=-1).max() * span)
+        # Largest motion of an edit from 0 to 1, in crop pixels (where the figure's arrows are longest).
+        entry["max_motion_px"] = float(model.au_motion(name).norm(dim=-1).max())
         by_au[name] = entry
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -96,14 +97,13 @@ def main() -> None:
     for source, count in zip(sources, counts):
         print(f"| {source} | {count} | " + " | ".join(f"{by_region[r][source]:.2f}" for r in regions) + " |")
     print(f"| **all** | {len(data.files)} | " + " | ".join(f"**{by_region[r]['all']:.2f}**" for r in regions) + " |")
-    print("\n| AU | regions | data range | fitted | R² of its regions | ΔR² (its own share) | largest motion (px) |")
+    print("\n| AU | regions | data range | fitted | R² of its regions | ΔR² (its own share) | largest motion, 0 → 1 (px) |")
     print("|---|---|---|---|---:|---:|---:|")
     for name, entry in by_au.items():
         low, high = entry["data_range"]
         own = f"{entry['delta_r2']:.3f}" if entry["supported"] else "–"
-        motion = f"{entry['max_motion_px']:.1f}" if entry["supported"] else "–"
-        print(f"| {name} | {', '.join(entry['regions'])} | {low:.2f}–{high:.2f} | "
-              f"{'yes' if entry['supported'] else 'no: too little variation'} | {entry['r2_regions']:.2f} | {own} | {motion} |")
+        print(f"| {name} | {', '.join(entry['regions'])} | {low:.2f}–{high:.2f} | {entry['fitted']} | "
+              f"{entry['r2_regions']:.2f} | {own} | {entry['max_motion_px']:.1f} |")
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 

@@ -33,6 +33,14 @@ _LIPS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146,
          267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)  # fmt: skip
 _CHIN = (152, 175, 199, 200, 18, 148, 377, 176, 400, 171, 396, 208, 428, 32, 262, 140, 369)
 
+LIP_CORNERS: tuple[int, int] = (61, 291)
+"""The outer corners of the lips (left and right as seen in the image)."""
+EYES: tuple[dict[str, tuple[int, ...]], ...] = (
+    {"corners": (33, 133), "upper lid": (246, 161, 160, 159, 158, 157, 173)},
+    {"corners": (263, 362), "upper lid": (466, 388, 387, 386, 385, 384, 398)},
+)
+"""Each eye's corners and the landmarks along its upper lid's edge (left eye as seen in the image first)."""
+
 REGION_SEEDS: dict[str, tuple[tuple[int, ...], float]] = {
     "brows": (_BROWS, 0.12),
     "lids": (_EYES, 0.08),
@@ -50,12 +58,17 @@ def region_landmarks(mean_landmarks: np.ndarray) -> dict[str, np.ndarray]:
         mean_landmarks: ``(≥468, 2)`` landmark positions of a face (any scale).
     """
     points = np.asarray(mean_landmarks, dtype=np.float64)[:NUM_MESH_LANDMARKS]
-    eye_distance = np.linalg.norm(points[[362, 263]].mean(axis=0) - points[[33, 133]].mean(axis=0))
     regions = {}
     for region, (seeds, radius) in REGION_SEEDS.items():
         distance = np.linalg.norm(points[:, None] - points[list(seeds)][None], axis=-1).min(axis=1)
-        regions[region] = distance <= radius * eye_distance
+        regions[region] = distance <= radius * eye_distance(points)
     return regions
+
+
+def eye_distance(landmarks: np.ndarray) -> float:
+    """The distance between the eyes' centres (each the midpoint of its corners) of ``(≥468, 2)`` landmarks."""
+    centres = [np.asarray(landmarks, dtype=np.float64)[list(eye["corners"])].mean(axis=0) for eye in EYES]
+    return float(np.linalg.norm(centres[1] - centres[0]))
 
 
 TEXTURE_RADIUS: float = 0.08

@@ -4,10 +4,11 @@ For every AU ``k`` and every face-mesh landmark ``i`` the model holds a displace
 pixels of the aligned crop per unit of the AU. An edit from source AUs ``x`` to target AUs ``y`` moves
 landmark ``i`` by
 
-    d_i = Σ_k (clamp_k(y_k) − clamp_k(x_k)) · D[k, i]
+    d_i = Σ_k (y_k − x_k) · D[k, i]
 
-where ``clamp_k`` keeps each AU inside the range the training data showed (the model is linear and
-does not extrapolate). :meth:`MotionModel.grid` interpolates those displacements, at the face's own
+linear over the whole 0–1 scale of each AU, past the range the data showed too (an AU seen up to 0.5 moves
+twice as far at 1), except the AUs of :data:`SATURATING_AUS`, held to that range (a shut lid closes no
+further). :meth:`MotionModel.grid` interpolates those displacements, at the face's own
 landmarks, into a dense deformation grid in the convention of :mod:`defgan_hf.warp`: a thin-plate
 spline, bounded by ``max_offset`` like the deformation generator's grid, and zero at the crop's border.
 
@@ -18,8 +19,8 @@ Fitting (:func:`regress_motion`, :func:`fit_motion_data`) is a linear regression
   turns while it smiles does not teach the smile to turn the head;
 - each AU confined to the landmarks of the face region FACS says it moves (:data:`AU_REGIONS`):
   the other landmarks' motion is explained by the other AUs and the pose, never by this AU;
-- AUs whose range in the data is too small to estimate (:data:`MIN_AU_RANGE`) left out and reported,
-  with no motion, instead of being fitted to noise.
+- AUs whose range in the data is too small to estimate (:data:`MIN_AU_RANGE`) not fitted to noise: they
+  move as FACS describes them (:data:`FACS_PRIOR`), if it is there, and are reported as such.
 
 It is a model of a few thousand numbers, fitted in seconds: data-efficient where a network would learn a
 small dataset by heart, and it reads geometry directly, where a critic's AU head reads texture too. It
@@ -39,7 +40,7 @@ from PIL import Image
 from torch import nn
 
 from .aus import AU_NAMES, AU_REGIONS, NUM_AUS
-from .face_regions import NUM_MESH_LANDMARKS, region_landmarks
+from .face_regions import EYES, LIP_CORNERS, NUM_MESH_LANDMARKS, eye_distance, region_landmarks
 from .models import MOTION_FOLDER
 from .models.hub import HubModel
 from .warp import bounded_offset_grid
@@ -47,6 +48,21 @@ from .warp import bounded_offset_grid
 MIN_AU_RANGE: float = 0.2
 """An AU whose values in the data span less than this (1st to 99th percentile, on the 0–1 scale) is not
 fitted: its motion would be noise divided by a small number."""
+
+SATURATING_AUS: tuple[str, ...] = ("AU45",)
+"""AUs whose motion stops at the strongest the data showed (its 99th percentile): the lids of the data's
+most closed eyes are shut, and a lid moved further would fold over the lower one."""
+
+FACS_PRIOR: dict[str, tuple[str, tuple[float, float]]] = {
+    "AU05": ("upper lids", (0.0, -0.07)),  # the upper lid rises, baring the white above the iris
+    "AU14": ("lip corners", (0.05, -0.03)),  # the corners tighten, drawn back and a little up
+    "AU15": ("lip corners", (0.02, 0.10)),  # the corners are pulled down
+    "AU20": ("lip corners", (0.12, 0.03)),  # the lips stretch sideways, the corners a little down
+}
+"""What FACS says an AU does at full intensity, for the AUs a data set may hold too little of to fit
+(expressions that posed and everyday faces rarely show): the part it moves and ``(outward, down)``, in eye
+distances. The part moves by that much, and the landmarks of the AU's region near it by less
+(:func:`facs_prior`)."""
 
 RIDGE: float = 1.0
 """Ridge penalty of the regression (AU units, summed over faces): a guard for nearly collinear AUs."""
@@ -78,6 +94,7 @@ class MotionFit:
         mean_landmarks: ``(468, 2)`` the mean over sources of each source's mean face.
         au_low, au_high: ``(17,)`` the 1st and 99th percentiles of each AU in the data.
         supported: ``(17,)`` bool, the AUs that were fitted.
+        prior: ``(17,)`` bool, the AUs not fitted whose displacements are FACS's (:data:`FACS_PRIOR`).
     """
 
     displacements: np.ndarray
@@ -86,6 +103,7 @@ class MotionFit:
     au_low: np.ndarray
     au_high: np.ndarray
     supported: np.ndarray
+    prior: np.ndarray
 
     def predict(self, aus: np.ndarray, pose: np.ndarray) -> np.ndarray:
         """The AUs' and the pose's contribution to landmark positions: ``(N, 468, 2)`` pixels.
@@ -94,17 +112,19 @@ class MotionFit:
         source's mean face.
 
         Args:
-            aus: ``(N, 17)`` in ``[0, 1]`` (clamped to the data's range, as the model does).
+            aus: ``(N, 17)`` in ``[0, 1]`` (those of :data:`SATURATING_AUS` held to the data's range, as the
+                model does).
             pose: ``(N, 3)`` yaw, pitch, roll in degrees.
         """
-        clamped = np.clip(aus, self.au_low, self.au_high)
+        low, high = _au_bounds(self.au_low, self.au_high)
+        clamped = np.clip(aus, low, high)
         return (np.einsum("nk,kld->nld", clamped, self.displacements)
                 + np.einsum("nk,kld->nld", _pose_features(pose), self.pose_coefficients))  # fmt: skip
 
 
 def regress_motion(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sources: Sequence[str],
                    ridge: float = RIDGE, min_au_range: float = MIN_AU_RANGE,
-                   left_out: Sequence[str] = ()) -> MotionFit:  # fmt: skip
+                   left_out: Sequence[str] = (), facs_prior: bool = True) -> MotionFit:  # fmt: skip
     """Fit per-AU landmark displacements (the module docstring says how).
 
     Args:
@@ -114,7 +134,8 @@ def regress_motion(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sou
         sources: ``N`` source names (a person or a video); each gets its own mean face.
         ridge: ridge penalty.
         min_au_range: see :data:`MIN_AU_RANGE`.
-        left_out: AUs not fitted whatever their range (to measure what each AU explains).
+        left_out: AUs not fitted whatever their range, nor given FACS's motion (to measure what each AU explains).
+        facs_prior: give the AUs that are not fitted for too little variation FACS's motion (:data:`FACS_PRIOR`).
 
     Raises:
         ValueError: on mismatched lengths, or fewer faces than unknowns.
@@ -155,7 +176,64 @@ def regress_motion(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sou
         for row, au in enumerate(au_indices):
             displacements[au, members] = coefficients[row]
         pose_coefficients[:, members] = coefficients[len(au_indices):]
-    return MotionFit(displacements, pose_coefficients, mean_landmarks, au_low, au_high, supported)
+    prior = ~supported & ~np.isin(AU_NAMES, list(left_out)) & np.isin(AU_NAMES, list(FACS_PRIOR)) & facs_prior
+    displacements[prior] = facs_prior_displacements(mean_landmarks, np.asarray(AU_NAMES)[prior])[prior]
+    return MotionFit(displacements, pose_coefficients, mean_landmarks, au_low, au_high, supported, prior)
+
+
+def facs_prior_displacements(landmarks: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """FACS's motion (:data:`FACS_PRIOR`) of the AUs ``names`` on a face, in the form of fitted displacements.
+
+    The part moves by the prior's ``(outward, down)`` times the eye distance: the lip corners, each
+    outward from the mouth's middle, the other landmarks of the AU's region by a Gaussian weight of their
+    distance to the nearer corner (width a quarter of the mouth's); the upper lids' edge, the middle of the
+    lid fully and less toward the eye's corners (a parabola, 0 at the corners).
+
+    Args:
+        landmarks: ``(≥468, 2)`` a face's landmarks in crop pixels (the mean face of a fit).
+        names: AUs of :data:`FACS_PRIOR`.
+
+    Returns:
+        ``(17, 468, 2)`` pixels per unit AU, zero for the other AUs and outside each AU's regions.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)[:NUM_MESH_LANDMARKS]
+    unit = eye_distance(points)
+    regions = region_landmarks(points)
+    displacements = np.zeros((NUM_AUS, NUM_MESH_LANDMARKS, 2))
+    for name in names:
+        part, (outward, down) = FACS_PRIOR[name]
+        motion = np.zeros((NUM_MESH_LANDMARKS, 2))
+        if part == "lip corners":
+            corners = points[list(LIP_CORNERS)]
+            distance = np.linalg.norm(points[:, None] - corners[None], axis=-1)
+            side = np.sign(corners[distance.argmin(axis=1), 0] - corners[:, 0].mean())
+            weight = np.exp(-((distance.min(axis=1) / (0.25 * np.linalg.norm(corners[1] - corners[0]))) ** 2))
+            motion = np.stack([side * outward, np.full(len(points), down)], axis=1) * (unit * weight[:, None])
+        elif part == "upper lids":
+            middle = np.mean([points[list(eye["corners"])][:, 0].mean() for eye in EYES])
+            for eye in EYES:
+                corners, lid = points[list(eye["corners"])], list(eye["upper lid"])
+                centre, half_width = corners[:, 0].mean(), abs(corners[1, 0] - corners[0, 0]) / 2
+                weight = np.clip(1.0 - ((points[lid, 0] - centre) / half_width) ** 2, 0.0, 1.0)
+                motion[lid] = np.array([np.sign(centre - middle) * outward, down]) * (unit * weight[:, None])
+        else:
+            raise ValueError(f"FACS_PRIOR names an unknown part {part!r} for {name}.")
+        inside = np.any([regions[region] for region, acting in AU_REGIONS.items() if name in acting], axis=0)
+        displacements[AU_NAMES.index(name)] = motion * inside[:, None]
+    return displacements
+
+
+def _au_bounds(au_low: np.ndarray | torch.Tensor, au_high: np.ndarray | torch.Tensor) -> tuple:
+    """The range each AU's value is held to: the data's for :data:`SATURATING_AUS`, ``[0, 1]`` for the others.
+
+    Args:
+        au_low, au_high: ``(17,)`` the data's range (numpy arrays or tensors, returned in kind).
+    """
+    saturating = [name in SATURATING_AUS for name in AU_NAMES]
+    if isinstance(au_low, torch.Tensor):
+        mask = torch.tensor(saturating, device=au_low.device)
+        return torch.where(mask, au_low, 0.0), torch.where(mask, au_high, 1.0)
+    return np.where(saturating, au_low, 0.0), np.where(saturating, au_high, 1.0)
 
 
 class MotionModel(nn.Module, HubModel):
@@ -197,8 +275,20 @@ class MotionModel(nn.Module, HubModel):
 
     @property
     def supported_aus(self) -> list[str]:
-        """The AUs the data let the model fit; the others move nothing."""
+        """The AUs the data let the model fit."""
         return [name for name, ok in zip(AU_NAMES, self.supported.tolist()) if ok]
+
+    @property
+    def prior_aus(self) -> list[str]:
+        """The AUs not fitted that move as FACS describes them (:data:`FACS_PRIOR`); the others not fitted move nothing."""
+        moving = self.displacements.flatten(1).any(dim=1).tolist()
+        return [name for name, fitted, moves in zip(AU_NAMES, self.supported.tolist(), moving) if moves and not fitted]
+
+    def au_motion(self, name: str) -> torch.Tensor:
+        """``(num_landmarks, 2)`` pixels: every landmark's motion in an edit of AU ``name`` from 0 to 1, the others kept."""
+        target = torch.zeros(1, self.num_aus, device=self.displacements.device)
+        target[0, AU_NAMES.index(name)] = 1.0
+        return self.landmark_motion(torch.zeros_like(target), target)[0]
 
     def landmark_motion(self, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
         """Displacement of every landmark for an edit, before the grid's bound.
@@ -209,9 +299,9 @@ class MotionModel(nn.Module, HubModel):
         Returns:
             ``(N, num_landmarks, 2)`` in pixels of the crop, ``(x, y)``; exactly 0 where ``target = source``.
         """
-        low, high = self.au_low.to(source_aus), self.au_high.to(source_aus)
+        low, high = _au_bounds(self.au_low.to(source_aus), self.au_high.to(source_aus))
         change = (torch.minimum(torch.maximum(target_aus, low), high)
-                  - torch.minimum(torch.maximum(source_aus, low), high)) * self.supported.to(source_aus)  # fmt: skip
+                  - torch.minimum(torch.maximum(source_aus, low), high))  # fmt: skip
         return torch.einsum("nk,kld->nld", change, self.displacements.to(source_aus))
 
     def grid(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
@@ -258,11 +348,11 @@ class MotionModel(nn.Module, HubModel):
             resolution: side of the lattice the spline is evaluated on.
 
         Returns:
-            ``(N, num_aus, 2, S, S)`` ``(x, y)`` offsets in pixels per unit change; 0 for unsupported AUs.
+            ``(N, num_aus, 2, S, S)`` ``(x, y)`` offsets in pixels per unit change; 0 for AUs that move nothing.
         """
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
         count = points.shape[0]
-        motion = _mirror((self.displacements * self.supported[:, None, None]).expand(count, -1, -1, -1), mirrored)
+        motion = _mirror(self.displacements.expand(count, -1, -1, -1), mirrored)
         values = -motion.permute(0, 2, 1, 3).reshape(count, self.num_landmarks, 2 * self.num_aus)
         centres = points * (2.0 / (self.image_size - 1)) - 1.0
         fields = self._dense(_thin_plate_spline(centres.double(), values.double(), resolution, self.smoothing))
@@ -431,9 +521,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     model.save_pretrained(args.out, subfolder=MOTION_FOLDER)
-    left_out = [f"{name} (range {low:.2f}–{high:.2f})" for name, low, high, ok in
-                zip(AU_NAMES, model.au_low.tolist(), model.au_high.tolist(), model.supported.tolist()) if not ok]  # fmt: skip
+    not_fitted = {name: f"{name} (range {low:.2f}–{high:.2f})" for name, low, high, ok in
+                  zip(AU_NAMES, model.au_low.tolist(), model.au_high.tolist(), model.supported.tolist()) if not ok}  # fmt: skip
+    still = [text for name, text in not_fitted.items() if name not in model.prior_aus]
     print(f"Fitted on {len(data.files)} faces from {len(set(data.sources.tolist()))} sources; wrote "
-          f"{args.out / MOTION_FOLDER}. AUs fitted: {', '.join(model.supported_aus)}. Left out, too little variation "
-          f"in the data (they move nothing): {', '.join(left_out) or 'none'}.", file=sys.stderr)  # fmt: skip
+          f"{args.out / MOTION_FOLDER}. AUs fitted: {', '.join(model.supported_aus)}. Too little variation in the "
+          f"data, moved as FACS describes them: {', '.join(not_fitted[n] for n in model.prior_aus) or 'none'}; "
+          f"moving nothing: {', '.join(still) or 'none'}.", file=sys.stderr)  # fmt: skip
     return 0

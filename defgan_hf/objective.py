@@ -161,9 +161,12 @@ def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
     """Not in the paper: the objective of the first steps, before the adversarial one.
 
     The deformation generator regresses the motion model's per-AU fields on each face
-    (:meth:`~defgan_hf.motion.MotionModel.au_fields`, supervised: ``mean ‖P_k − B_k‖²`` in pixels² over
-    AUs and pixels), so that the adversarial objective starts from the motion the landmarks show instead
-    of the identity warp. Every AU is taught on every face, whatever the batch's target. The edit ``I_y``
+    (:meth:`~defgan_hf.motion.MotionModel.au_fields`, supervised), so that the adversarial objective starts
+    from the motion the landmarks show instead of the identity warp. Every AU is taught on every face,
+    whatever the batch's target, and each AU's error counts relative to its own motion,
+    ``mean_k (Σ ‖P_k − B_k‖² / Σ ‖B_k‖²)`` over the batch's pixels (1 for fields of zero): in pixels² the
+    wide motion of the lips parting would drown the lip corners' (AU12), which then come out blurred, the
+    mouth shifted rather than curved. The edit ``I_y``
     is held to the motion-only edit ``I*_y`` (L1): the texture generator learns to add nothing meanwhile,
     and every parameter gets a gradient, as distributed training expects.
 
@@ -183,13 +186,15 @@ def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
         raise ValueError("Motion pretraining needs a deformation generator with per-AU fields (conditioning='change').")
     with torch.no_grad():
         teacher = motion_model.au_fields(batch.landmarks, batch.mirrored)
+        motion = teacher.pow(2).sum(dim=(0, 2, 3, 4))  # (K,) each AU's motion over the batch, pixels²
+        moving = motion > 0  # AUs the motion model moves (the others' fields are held to zero, in pixels²)
+    error = (edit.au_fields - teacher).pow(2).sum(dim=(0, 2, 3, 4))
+    relative = torch.where(moving, error / motion.clamp_min(1e-12), error / teacher[:, 0, 0].numel())
     terms = {
-        "pretraining/au_fields": (edit.au_fields - teacher).pow(2).sum(dim=2).mean(),
+        "pretraining/au_fields": relative.mean(),
         "pretraining/texture": (edit.image - edit.deformed).abs().mean(),
     }
     loss = terms["pretraining/au_fields"] + terms["pretraining/texture"]
-    # Logged only: the first term's value for fields of zero, the scale it is read against.
-    terms["pretraining/teacher_fields"] = teacher.pow(2).sum(dim=2).mean()
     return loss, terms
 
 

@@ -140,9 +140,9 @@ def difference_heatmap(before: torch.Tensor, after: torch.Tensor, full_scale: fl
 def motion_figure(motion: MotionModel, scale: int = 3, columns: int = 6) -> Image.Image:
     """The motion model drawn: one panel per AU, arrows from the mean face's landmarks to where the AU moves them.
 
-    Each arrow is the landmark's motion over the AU's whole range in the data (``au_low`` to ``au_high``),
+    Each arrow is the landmark's motion in an edit of the AU from 0 to 1 (:meth:`MotionModel.au_motion`),
     drawn at its true length in pixels of the crop, enlarged ``scale`` times with the face; AUs the data
-    could not support are marked as such.
+    could not support are marked as such, "FACS" where they move as FACS describes them.
 
     Args:
         motion: a fitted :class:`~defgan_hf.motion.MotionModel`.
@@ -159,17 +159,16 @@ def motion_figure(motion: MotionModel, scale: int = 3, columns: int = 6) -> Imag
 
     size = motion.image_size * scale
     points = motion.mean_landmarks.numpy() * scale
-    span = (motion.au_high - motion.au_low).numpy()
     rows = math.ceil(len(AU_NAMES) / columns)
     sheet = np.full((rows * (size + 24), columns * size, 3), 255, dtype=np.uint8)
     for index, name in enumerate(AU_NAMES):
         panel = np.full((size, size, 3), 255, dtype=np.uint8)
         for x, y in points:
             cv2.circle(panel, (round(x), round(y)), 1, (170, 170, 170), -1, cv2.LINE_AA)
-        arrows = motion.displacements[index].numpy() * span[index] * scale
+        arrows = motion.au_motion(name).numpy() * scale
         label = f"{name} {AU_FACS_NAMES[name]}"
         if motion.supported[index] < 0.5:
-            label += " (no data)"
+            label += " (FACS)" if name in motion.prior_aus else " (no data)"
         for (x, y), (dx, dy) in zip(points, arrows):
             if math.hypot(dx, dy) >= 0.25 * scale:
                 cv2.arrowedLine(panel, (round(x), round(y)), (round(x + dx), round(y + dy)), (200, 30, 30), 1,

@@ -129,8 +129,8 @@ def motion_section(results: Path) -> str:
     lines = []
     for name, entry in data["by_au"].items():
         low, high = entry["data_range"]
-        fitted = ("yes", f"{entry['delta_r2']:.3f}") if entry["supported"] else ("no: too little variation, moves nothing", "–")
-        lines.append(f"| {name} | {', '.join(entry['regions'])} | {low:.2f}–{high:.2f} | {fitted[0]} | {fitted[1]} |")
+        own = f"{entry['delta_r2']:.3f}" if entry["supported"] else "–"
+        lines.append(f"| {name} | {', '.join(entry['regions'])} | {low:.2f}–{high:.2f} | {entry['fitted']} | {own} |")
     rows = "\n".join(lines)
     return (
         "### The motion model (`motion/`)\n\n"
@@ -138,11 +138,12 @@ def motion_section(results: Path) -> str:
         "displacement of each of MediaPipe's 468 face-mesh landmarks per unit of the AU, fitted by linear "
         f"regression on {data['faces']:,} annotated frames (every frame of the training videos and every "
         f"training photo, {len(data['sources'])} sources) with one mean face per source, the head pose regressed "
-        "out, and each AU confined to the landmarks of the face region FACS says it moves. A thin-plate spline "
+        "out, and each AU confined to the landmarks of the face region FACS says it moves; AUs the data holds too "
+        "little of move as FACS describes them (`defgan_hf.motion.FACS_PRIOR`). A thin-plate spline "
         "through the face's own landmarks turns an edit into a dense, bounded grid; "
         "`pipeline(..., motion_model_only=True)` edits by that grid alone (no network), the *motion model only* "
         "row above.\n\n"
-        f"![the motion of each AU over its range in the data, on the mean face]({MOTION_FIGURE})\n\n"
+        f"![the motion of each AU from 0 to 1, on the mean face]({MOTION_FIGURE})\n\n"
         "How well it predicts the landmarks of a person it has not seen (leave one source out, R² of the "
         "displacements from that person's mean face, `python benchmarks/motion_model.py`):\n\n"
         "| " + " | ".join(regions) + " |\n|" + "---:|" * len(regions) + "\n"

@@ -169,8 +169,8 @@ def test_motion_pretraining_teaches_the_deformer_and_reaches_every_generator_par
         if len(losses) == 1:
             assert all(p.grad is not None for p in model.parameters())
         optimizer.step()
-    # Half the error of fields of zero (the identity warp's), on a fixed batch.
-    assert losses[-1] < 0.5 * terms["pretraining/teacher_fields"].item(), losses
+    # Half the error of fields of zero (the identity warp's, 1 relative to each AU's motion), on a fixed batch.
+    assert losses[0] > 0.9 and losses[-1] < 0.5, losses
 
 
 def test_the_generator_objective_computes_no_gradient_for_the_critic():

@@ -11,7 +11,8 @@ from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.aus import AU_REGIONS
 from defgan_hf.images import image_to_tensor
 from defgan_hf.face_regions import NUM_MESH_LANDMARKS, region_landmarks
-from defgan_hf.motion import MIN_AU_RANGE, MotionModel, fit_motion_data, main, read_motion_data, regress_motion
+from defgan_hf.motion import (FACS_PRIOR, MIN_AU_RANGE, MotionModel, fit_motion_data, main, read_motion_data,
+                               regress_motion)
 from defgan_hf.warp import grid_offsets_px, identity_grid, warp
 
 # Face-mesh indices (left and right as seen in the image).
@@ -76,29 +77,52 @@ def test_no_au_moves_a_landmark_outside_its_region(motion):
     for name in AU_NAMES:
         inside = np.any([regions[region] for region, names in AU_REGIONS.items() if name in names], axis=0)
         assert not np.any(motion_of(motion, name)[~inside]), name
-        if name in motion.supported_aus:
-            assert np.abs(motion_of(motion, name)[inside]).max() > 0.5, f"{name} is fitted but moves nothing"
+        if name in motion.supported_aus + motion.prior_aus:
+            assert np.abs(motion_of(motion, name)[inside]).max() > 0.5, f"{name} is in the model but moves nothing"
 
 
-def test_aus_the_data_cannot_support_are_reported_and_move_nothing():
-    generator = np.random.default_rng(0)
-    count = 400
-    aus = generator.uniform(0, 1, (count, len(AU_NAMES)))
-    aus[:, AU_NAMES.index("AU15")] = generator.uniform(0, MIN_AU_RANGE / 4, count)  # almost constant
-    mean_face = generator.uniform(20, 100, (NUM_MESH_LANDMARKS, 2))
-    landmarks = mean_face + generator.normal(0, 0.5, (count, NUM_MESH_LANDMARKS, 2))
-    fit = regress_motion(landmarks, aus, np.zeros((count, 3)), ["one person"] * count)
-    assert not fit.supported[AU_NAMES.index("AU15")]
-    assert fit.supported[AU_NAMES.index("AU12")]
-    assert not fit.displacements[AU_NAMES.index("AU15")].any()
+def test_aus_the_data_cannot_support_are_reported_and_move_as_facs_says_or_not_at_all(data):
+    """AU15 barely varies in this data: it is not fitted, and moves as FACS_PRIOR says, or nothing without the prior."""
+    index = AU_NAMES.index("AU15")
+    aus = data.aus.copy()
+    aus[:, index] = np.random.default_rng(0).uniform(0, MIN_AU_RANGE / 4, len(aus))  # almost constant
+    fit = regress_motion(data.landmarks, aus, data.pose, data.sources)
+    assert not fit.supported[index] and fit.prior[index]
+    assert fit.supported[AU_NAMES.index("AU12")] and not fit.prior[AU_NAMES.index("AU12")]
+    corners = fit.displacements[index, list(LIP_CORNERS.values())]
+    assert np.all(corners[:, 1] > 2.0), "the lip corners go down"
+    model = MotionModel.from_fit(fit, image_size=SIZE)
+    assert "AU15" in model.prior_aus and "AU15" not in model.supported_aus
+    without = regress_motion(data.landmarks, aus, data.pose, data.sources, facs_prior=False)
+    assert not without.prior.any() and not without.displacements[index].any()
+    left_out = regress_motion(data.landmarks, aus, data.pose, data.sources, left_out=("AU15",))
+    assert not left_out.prior[index] and not left_out.displacements[index].any()
 
 
-def test_motion_is_not_extrapolated_beyond_the_range_of_the_data(motion):
-    index = AU_NAMES.index("AU12")
+def test_the_facs_prior_moves_what_facs_says(motion):
+    """Whatever the data holds of them, the prior's motion: lip corners down (AU15) and outward (AU20),
+    upper lids up (AU05), each within its region."""
+    from defgan_hf.motion import facs_prior_displacements
+
+    prior = facs_prior_displacements(motion.mean_landmarks.numpy(), list(FACS_PRIOR))
+    au15, au20, au05 = (prior[AU_NAMES.index(name)] for name in ("AU15", "AU20", "AU05"))
+    assert np.all(au15[list(LIP_CORNERS.values()), 1] > 2.0)
+    assert au20[LIP_CORNERS["left"], 0] < -2.0 and au20[LIP_CORNERS["right"], 0] > 2.0
+    assert au05[list(UPPER_LIDS), 1].max() < -1.0
+    assert not prior[AU_NAMES.index("AU12")].any()
+
+
+def test_motion_is_linear_past_the_range_of_the_data_but_a_shut_lid_closes_no_further(motion):
     source = torch.zeros(1, len(AU_NAMES))
-    at_high, beyond = source.clone(), source.clone()
-    at_high[0, index], beyond[0, index] = motion.au_high[index], 1.0
+    index = AU_NAMES.index("AU12")
+    half, full = source.clone(), source.clone()
+    half[0, index], full[0, index] = 0.5, 1.0
     assert motion.au_high[index] < 1.0
+    assert torch.allclose(motion.landmark_motion(source, full), 2 * motion.landmark_motion(source, half))
+    blink = AU_NAMES.index("AU45")
+    at_high, beyond = source.clone(), source.clone()
+    at_high[0, blink], beyond[0, blink] = motion.au_high[blink], 1.0
+    assert motion.au_high[blink] < 1.0
     assert torch.equal(motion.landmark_motion(source, beyond), motion.landmark_motion(source, at_high))
 
 
@@ -167,8 +191,8 @@ def test_per_au_fields_are_the_grid_of_a_small_change(motion, face, mirrored):
         predicted = (target - source)[0, k] * fields[0, k]
         assert predicted.abs().max() > 0.01, name
         assert (offsets - predicted).abs().max() < 0.1 * predicted.abs().max(), name
-    unsupported = [AU_NAMES.index(name) for name in AU_NAMES if name not in motion.supported_aus]
-    assert not fields[0, unsupported].any()
+    still = [AU_NAMES.index(name) for name in AU_NAMES if name not in motion.supported_aus + motion.prior_aus]
+    assert not fields[0, still].any()
 
 
 def test_the_grid_is_batched(motion, data):
