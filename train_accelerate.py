@@ -229,7 +229,8 @@ def build_motion_model(args: argparse.Namespace) -> MotionModel | None:
                     raise SystemExit(f"--motion_model {source}: {error}") from None
                 logger.warning("No motion model: %s", error)
                 return None
-            logger.info("Motion model fitted on %s; AUs fitted: %s.", source, ", ".join(motion_model.supported_aus))
+            logger.info("Motion model fitted on %s; AUs fitted: %s; moved as FACS describes them: %s.", source,
+                        ", ".join(motion_model.supported_aus), ", ".join(motion_model.prior_aus) or "none")
             return motion_model
         try:
             motion_model = MotionModel.from_pretrained(source, subfolder=MOTION_FOLDER)
