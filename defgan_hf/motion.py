@@ -62,7 +62,7 @@ FACS_PRIOR: dict[str, tuple[str, tuple[float, float]]] = {
 """What FACS says an AU does at full intensity, for the AUs a data set may hold too little of to fit
 (expressions that posed and everyday faces rarely show): the part it moves and ``(outward, down)``, in eye
 distances. The part moves by that much, and the landmarks of the AU's region near it by less
-(:func:`facs_prior`)."""
+(:func:`facs_prior_displacements`)."""
 
 RIDGE: float = 1.0
 """Ridge penalty of the regression (AU units, summed over faces): a guard for nearly collinear AUs."""
