@@ -28,6 +28,8 @@ Per preset and model, averaged over faces:
   away from the target. A second table gives each AU's mean progress, all presets pooled. A blurred or
   damaged face tends to read as less expressive, so progress toward lower intensities (``neutral``, AUs the
   preset lacks) can come from damage rather than from the edit: read it beside the identity distance.
+- **texture**: the share of the crop, in percent, where the edit's attention mask is above
+  :data:`TEXTURE_THRESHOLD`: where the texture generator paints instead of keeping the warped photo.
 - **annotator misses**: edited crops in which the annotator finds no face. They count in the identity
   distance but not in the AU columns. Input crops it cannot read are counted once and left out of the AU
   columns for every preset.
@@ -106,6 +108,8 @@ def evaluation_photos(out_dir: Path, downloads: Path | None = None) -> list[Path
 RESULTS = ROOT / "benchmarks" / "results" / "real_photos.json"
 INTENSITY = 1.0
 MIN_GAP = 0.1
+TEXTURE_THRESHOLD = 0.05
+"""A crop pixel counts as textured where the attention mask exceeds this (1 is the texture alone)."""
 ANNOTATION_SIZE = 128
 """Side of the crops the annotator reads: that of the training labels (``defgan-annotate --size 128``)."""
 LANDMARK_AUS = {"AU06": "read from the cheeks' height", "AU09": "read from nose–lip and brow–nose distances",
@@ -137,6 +141,7 @@ class Tally:
     gaps: list[float] = field(default_factory=list)
     sharpness: list[float] = field(default_factory=list)
     no_change: list[float] = field(default_factory=list)
+    texture: list[float] = field(default_factory=list)
     misses: int = 0
     faces: int = 0
 
@@ -257,6 +262,7 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
             tally.faces += 1
             tally.sharpness.append(sharpness(output.image, box) / input_sharpness)
             tally.no_change.append(no_change)
+            tally.texture.append(float((np.asarray(output.mask.convert("L")) > TEXTURE_THRESHOLD * 255).mean()))
             tally.identity.append(float(embedding_distance(source_embedding[0], embed(sface, [output.edited_crop])[0])))
             if on_sheet:
                 sheet[-1].append(output.edited_crop)
@@ -296,11 +302,16 @@ def summarise(tally: Tally) -> dict[str, float | int | None]:
         "annotator_misses": tally.misses,
         "sharpness_ratio": float(np.mean(tally.sharpness)) if tally.sharpness else None,
         "no_change_grey_levels": float(np.mean(tally.no_change)) if tally.no_change else None,
+        "texture_share": float(np.mean(tally.texture)) if tally.texture else None,
     }
 
 
 def _number(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f}"
 
 
 def markdown(results: dict) -> str:
@@ -326,13 +337,14 @@ def markdown(results: dict) -> str:
         progress,
         "",
         "| expression | model | faces | identity distance ↓ | AU progress ↑ | gap closed ↑ | sharpness (edit / input) "
-        "| no-change edit (grey levels) ↓ | annotator misses |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| no-change edit (grey levels) ↓ | texture (% of crop) | annotator misses |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
         cells = (row["expression"], row["model"], row["faces"], _number(row["identity_distance"]),
                  _number(row["au_progress"]), _number(row["gap_closed"], 2), _number(row.get("sharpness_ratio"), 2),
-                 _number(row.get("no_change_grey_levels"), 2), row["annotator_misses"])  # fmt: skip
+                 _number(row.get("no_change_grey_levels"), 2), _percent(row.get("texture_share")),
+                 row["annotator_misses"])  # fmt: skip
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines += [
         "",
