@@ -18,6 +18,7 @@ import numpy as np
 
 from .aus import AU_NAMES
 from .face import Face
+from .face_regions import LIP_CORNERS
 
 BLENDSHAPE_AUS: dict[str, tuple[str, ...]] = {
     "AU01": ("browInnerUp",),
@@ -38,7 +39,6 @@ BLENDSHAPE_AUS: dict[str, tuple[str, ...]] = {
 
 # Face-mesh indices. Left and right are as seen in the image.
 _UPPER_LIP_OUTER, _UPPER_LIP_INNER, _LOWER_LIP_INNER, _LOWER_LIP_OUTER = 0, 13, 14, 17
-_MOUTH_CORNERS = (61, 291)
 _CHEEKS = (50, 280, 117, 346, 118, 347)
 """The cheek's apex and the infraorbital skin below each eye: what AU06 lifts toward the eye."""
 _SUBNASALE = 2
@@ -97,7 +97,7 @@ def estimate_aus(face: Face) -> np.ndarray:
 
     gap = distance(_LOWER_LIP_INNER, _UPPER_LIP_INNER)
     lip_height = distance(_UPPER_LIP_INNER, _UPPER_LIP_OUTER) + distance(_LOWER_LIP_OUTER, _LOWER_LIP_INNER)
-    mouth_width = distance(*_MOUTH_CORNERS)
+    mouth_width = distance(*LIP_CORNERS)
     aus[AU_NAMES.index("AU25")] = gap / LIPS_APART_FULL
     aus[AU_NAMES.index("AU23")] = _unit(lip_height * mouth_width, RELAXED_LIP_AREA, TIGHT_LIP_AREA)
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from . import face_regions
 from .assets import fetch
 from .images import load_image
 
@@ -46,11 +47,9 @@ FACE_TEMPLATE: np.ndarray = (
 """``(5, 2)`` ArcFace template in the unit square: left eye, right eye, nose tip, left and right mouth
 corners (left = image left), as face-recognition networks expect them in a 112×112 crop."""
 
-# Face-mesh indices of the template's five points: eye centres as the midpoints of the eye corners
-# (unlike the irises, they do not move with the gaze), the nose tip, the mouth corners.
-_EYE_CORNERS = ((33, 133), (362, 263))
+# Face-mesh index of the template's nose tip; its eyes are the midpoints of the eye corners (unlike the irises,
+# they do not move with the gaze), its mouth corners the lips' (face_regions.EYES, face_regions.LIP_CORNERS).
 _NOSE_TIP = 1
-_MOUTH_CORNERS = (61, 291)
 
 DETECTION_MAX_SIDE: int = 1280
 """Photos (and tiles) are detected on a copy scaled down to at most this many pixels per side:
@@ -105,15 +104,15 @@ class Face:
     @property
     def eye_distance(self) -> float:
         """Distance between the eye centres in 3D (so that it shrinks little when the head turns), in pixels."""
-        left, right = (self.landmarks[list(corners)].mean(axis=0) for corners in _EYE_CORNERS)
-        return float(np.linalg.norm(right - left))
+        return face_regions.eye_distance(self.landmarks)
 
     @property
     def keypoints(self) -> np.ndarray:
         """``(5, 2)`` photo pixels of the points of :data:`FACE_TEMPLATE`, in its order."""
         xy = self.landmarks[:, :2]
-        eyes = [xy[list(corners)].mean(axis=0) for corners in _EYE_CORNERS]
-        return np.stack([*eyes, xy[_NOSE_TIP], xy[_MOUTH_CORNERS[0]], xy[_MOUTH_CORNERS[1]]])
+        eyes = [xy[list(eye["corners"])].mean(axis=0) for eye in face_regions.EYES]
+        left, right = face_regions.LIP_CORNERS
+        return np.stack([*eyes, xy[_NOSE_TIP], xy[left], xy[right]])
 
 
 @dataclass(frozen=True)

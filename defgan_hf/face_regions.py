@@ -66,7 +66,7 @@ def region_landmarks(mean_landmarks: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def eye_distance(landmarks: np.ndarray) -> float:
-    """The distance between the eyes' centres (each the midpoint of its corners) of ``(≥468, 2)`` landmarks."""
+    """The distance between the eyes' centres (each the midpoint of its corners) of ``(≥468, 2 or 3)`` landmarks."""
     centres = [np.asarray(landmarks, dtype=np.float64)[list(eye["corners"])].mean(axis=0) for eye in EYES]
     return float(np.linalg.norm(centres[1] - centres[0]))
 

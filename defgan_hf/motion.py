@@ -523,9 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.save_pretrained(args.out, subfolder=MOTION_FOLDER)
     not_fitted = {name: f"{name} (range {low:.2f}–{high:.2f})" for name, low, high, ok in
                   zip(AU_NAMES, model.au_low.tolist(), model.au_high.tolist(), model.supported.tolist()) if not ok}  # fmt: skip
-    still = [text for name, text in not_fitted.items() if name not in model.prior_aus]
+    prior = model.prior_aus
+    still = [text for name, text in not_fitted.items() if name not in prior]
     print(f"Fitted on {len(data.files)} faces from {len(set(data.sources.tolist()))} sources; wrote "
           f"{args.out / MOTION_FOLDER}. AUs fitted: {', '.join(model.supported_aus)}. Too little variation in the "
-          f"data, moved as FACS describes them: {', '.join(not_fitted[n] for n in model.prior_aus) or 'none'}; "
+          f"data, moved as FACS describes them: {', '.join(not_fitted[name] for name in prior) or 'none'}; "
           f"moving nothing: {', '.join(still) or 'none'}.", file=sys.stderr)  # fmt: skip
     return 0

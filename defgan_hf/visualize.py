@@ -160,6 +160,7 @@ def motion_figure(motion: MotionModel, scale: int = 3, columns: int = 6) -> Imag
     size = motion.image_size * scale
     points = motion.mean_landmarks.numpy() * scale
     rows = math.ceil(len(AU_NAMES) / columns)
+    prior = motion.prior_aus
     sheet = np.full((rows * (size + 24), columns * size, 3), 255, dtype=np.uint8)
     for index, name in enumerate(AU_NAMES):
         panel = np.full((size, size, 3), 255, dtype=np.uint8)
@@ -168,7 +169,7 @@ def motion_figure(motion: MotionModel, scale: int = 3, columns: int = 6) -> Imag
         arrows = motion.au_motion(name).numpy() * scale
         label = f"{name} {AU_FACS_NAMES[name]}"
         if motion.supported[index] < 0.5:
-            label += " (FACS)" if name in motion.prior_aus else " (no data)"
+            label += " (FACS)" if name in prior else " (no data)"
         for (x, y), (dx, dy) in zip(points, arrows):
             if math.hypot(dx, dy) >= 0.25 * scale:
                 cv2.arrowedLine(panel, (round(x), round(y)), (round(x + dx), round(y + dy)), (200, 30, 30), 1,

@@ -11,8 +11,8 @@ from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.aus import AU_REGIONS
 from defgan_hf.images import image_to_tensor
 from defgan_hf.face_regions import NUM_MESH_LANDMARKS, region_landmarks
-from defgan_hf.motion import (FACS_PRIOR, MIN_AU_RANGE, MotionModel, fit_motion_data, main, read_motion_data,
-                               regress_motion)
+from defgan_hf.motion import (FACS_PRIOR, MIN_AU_RANGE, MotionModel, facs_prior_displacements, fit_motion_data, main,
+                               read_motion_data, regress_motion)
 from defgan_hf.warp import grid_offsets_px, identity_grid, warp
 
 # Face-mesh indices (left and right as seen in the image).
@@ -102,8 +102,6 @@ def test_aus_the_data_cannot_support_are_reported_and_move_as_facs_says_or_not_a
 def test_the_facs_prior_moves_what_facs_says(motion):
     """Whatever the data holds of them, the prior's motion: lip corners down (AU15) and outward (AU20),
     upper lids up (AU05), each within its region."""
-    from defgan_hf.motion import facs_prior_displacements
-
     prior = facs_prior_displacements(motion.mean_landmarks.numpy(), list(FACS_PRIOR))
     au15, au20, au05 = (prior[AU_NAMES.index(name)] for name in ("AU15", "AU20", "AU05"))
     assert np.all(au15[list(LIP_CORNERS.values()), 1] > 2.0)
