@@ -331,7 +331,7 @@ class MotionModel(nn.Module, HubModel):
         to_unit = 2.0 / (size - 1)
         destinations = points * to_unit - 1.0 + motion * to_unit
         # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.
-        offsets = self._dense(_thin_plate_spline(destinations.double(), -motion.double(), resolution, self.smoothing))
+        offsets = self._dense(_spline_lattice(destinations.double(), -motion.double(), resolution, self.smoothing))
         return bounded_offset_grid(offsets.to(points) / self.max_offset, self.max_offset)
 
     def au_fields(self, landmarks: torch.Tensor, mirrored: torch.Tensor | None = None,
@@ -355,7 +355,7 @@ class MotionModel(nn.Module, HubModel):
         motion = _mirror(self.displacements.expand(count, -1, -1, -1), mirrored)
         values = -motion.permute(0, 2, 1, 3).reshape(count, self.num_landmarks, 2 * self.num_aus)
         centres = points * (2.0 / (self.image_size - 1)) - 1.0
-        fields = self._dense(_thin_plate_spline(centres.double(), values.double(), resolution, self.smoothing))
+        fields = self._dense(_spline_lattice(centres.double(), values.double(), resolution, self.smoothing))
         return fields.to(points).unflatten(1, (self.num_aus, 2))
 
     def _dense(self, lattice: torch.Tensor) -> torch.Tensor:
@@ -385,17 +385,18 @@ def _mirror(motion: torch.Tensor, mirrored: torch.Tensor | None) -> torch.Tensor
 _BORDER_POINTS = 8  # per side of the crop
 
 
-def _thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, resolution: int, smoothing: float) -> torch.Tensor:
+def thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, points: torch.Tensor,
+                      smoothing: float) -> torch.Tensor:  # fmt: skip
     """Evaluate a smoothing thin-plate spline through ``values`` at ``centres``, and 0 on the unit square's border.
 
     Args:
         centres: ``(N, K, 2)`` in ``[-1, 1]``-ish normalised coordinates.
         values: ``(N, K, C)``, ``C`` functions through the same centres (one solve serves them all).
-        resolution: lattice side.
-        smoothing: added to the kernel's diagonal.
+        points: ``(P, 2)`` or ``(N, P, 2)`` where to evaluate the spline, normalised like ``centres``.
+        smoothing: added to the kernel's diagonal (0 interpolates).
 
     Returns:
-        ``(N, C, resolution, resolution)`` the spline on the lattice of ``[-1, 1]²`` (``align_corners`` style).
+        ``(N, P, C)`` the spline at ``points``.
     """
     batch_size = centres.shape[0]
     line = torch.linspace(-1.0, 1.0, _BORDER_POINTS + 1, dtype=centres.dtype, device=centres.device)[:-1]
@@ -419,12 +420,18 @@ def _thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, resolution: 
     system[:, count:, :count] = affine.transpose(1, 2)
     right = torch.cat([values, values.new_zeros(batch_size, 3, channels)], dim=1)
     weights = torch.linalg.solve(system, right)
+    points = points.to(centres).expand(batch_size, -1, -1)
+    points_affine = torch.cat([points.new_ones(batch_size, points.shape[1], 1), points], dim=2)
+    return kernel(points, centres) @ weights[:, :count] + points_affine @ weights[:, count:]
+
+
+def _spline_lattice(centres: torch.Tensor, values: torch.Tensor, resolution: int, smoothing: float) -> torch.Tensor:
+    """:func:`thin_plate_spline` on the ``resolution²`` lattice of ``[-1, 1]²`` (``align_corners`` style):
+    ``(N, C, resolution, resolution)``."""
     ys, xs = torch.meshgrid(*(torch.linspace(-1.0, 1.0, resolution, dtype=centres.dtype, device=centres.device),) * 2,
                             indexing="ij")  # fmt: skip
-    lattice = torch.stack([xs.flatten(), ys.flatten()], dim=1).expand(batch_size, -1, -1)
-    lattice_affine = torch.cat([lattice.new_ones(batch_size, lattice.shape[1], 1), lattice], dim=2)
-    field = kernel(lattice, centres) @ weights[:, :count] + lattice_affine @ weights[:, count:]
-    return field.transpose(1, 2).reshape(batch_size, channels, resolution, resolution)
+    field = thin_plate_spline(centres, values, torch.stack([xs.flatten(), ys.flatten()], dim=1), smoothing)
+    return field.transpose(1, 2).reshape(centres.shape[0], values.shape[-1], resolution, resolution)
 
 
 def crop_sources(files: Sequence[str]) -> list[str]:

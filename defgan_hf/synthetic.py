@@ -49,9 +49,10 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -62,8 +63,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from .aus import AU_NAMES, EXPRESSIONS, NUM_AUS, TEXTURE_AUS, au_vector
-from .data import IMAGE_FOLDER, TABLE_FILE, au_table_header, au_table_row
+from .data import IMAGE_FOLDER, LANDMARKS_FILE, TABLE_FILE, au_table_header, au_table_row, landmark_table_header
 from .images import image_to_tensor
+from .models import MOTION_FOLDER
+from .motion import MotionModel, thin_plate_spline
 
 RGB = tuple[float, float, float]
 """A colour: red, green, blue in ``[0, 1]``."""
@@ -529,6 +532,76 @@ def face_geometry(identity: Identity, aus: AUInput) -> FaceGeometry:
 
 
 # ---------------------------------------------------------------------------------------------------
+# The face mesh
+
+# Face-mesh landmarks the geometry places exactly: (index on the image's left, on its right) → the point on
+# the face's right half (x from the midline). On the midline one index serves both sides.
+_MESH_KEYPOINTS: tuple[tuple[int, int, Callable[[FaceGeometry], tuple[float, float]]], ...] = (
+    (55, 285, lambda g: g.brow.inner),
+    (46, 276, lambda g: g.brow.outer),
+    (105, 334, lambda g: ((g.brow.inner[0] + g.brow.outer[0]) / 2,
+                          (g.brow.inner[1] + g.brow.outer[1]) / 2 - g.brow.arch)),
+    (33, 263, lambda g: (g.eye.centre[0] + g.eye.half_width, g.eye.centre[1])),
+    (133, 362, lambda g: (g.eye.centre[0] - g.eye.half_width, g.eye.centre[1])),
+    (159, 386, lambda g: (g.eye.centre[0], g.eye.centre[1] - g.eye.upper)),
+    (145, 374, lambda g: (g.eye.centre[0], g.eye.centre[1] + g.eye.lower)),
+    (205, 425, lambda g: g.cheek.centre),
+    (98, 327, lambda g: g.nose.wing),
+    (61, 291, lambda g: g.mouth.corner),
+    (234, 454, lambda g: (g.jaw.half_width, g.jaw.centre_y)),
+    (0, 0, lambda g: (0.0, g.mouth.upper_top_y)),
+    (13, 13, lambda g: (0.0, g.mouth.upper_inner_y)),
+    (14, 14, lambda g: (0.0, g.mouth.lower_inner_y)),
+    (17, 17, lambda g: (0.0, g.mouth.lower_bottom_y)),
+    (152, 152, lambda g: (0.0, g.jaw.chin_y)),
+    (10, 10, lambda g: (0.0, g.jaw.top_y)),
+)  # fmt: skip
+
+
+@functools.cache
+def _mesh_template() -> torch.Tensor:
+    """``(468, 2)`` the default model's mean face (its motion model's), normalised: the mesh every drawn face bends."""
+    motion = MotionModel.from_pretrained(Path(__file__).resolve().parent / "default_model", subfolder=MOTION_FOLDER)
+    return motion.mean_landmarks.double() * (2.0 / (motion.image_size - 1)) - 1.0
+
+
+def face_mesh(identity: Identity, aus: AUInput, size: int = 64) -> np.ndarray:
+    """MediaPipe's 478 face-mesh landmarks of a drawn face, in pixels of its ``size``-pixel image.
+
+    The geometry gives the landmarks of :data:`_MESH_KEYPOINTS` exactly (brow ends and middles, eye
+    corners and lid middles, cheeks, nose wings, lip corners, the lips' and the chin's midline, the face's
+    sides and top); the other landmarks of a mean face (the default model's) follow them by a thin-plate
+    spline, and the irises are placed in the eyes. Every tool that reads annotated faces (the motion
+    model, the texture mask's regions) then reads drawn faces in the one layout the project uses.
+
+    Args:
+        identity: the face.
+        aus: its AUs, as :func:`render_face` takes them.
+        size: side of the image in pixels.
+
+    Returns:
+        ``(478, 2)`` float64 ``(x, y)`` pixel positions.
+    """
+    geometry = face_geometry(identity, _au_array(aus))
+    indices, points = [], []
+    for left, right, place in _MESH_KEYPOINTS:
+        x, y = place(geometry)
+        indices += [left, right] if left != right else [left]
+        points += [(-x, y), (x, y)] if left != right else [(x, y)]
+    template = _mesh_template()
+    keys = torch.tensor(points, dtype=torch.float64)
+    template_keys = template[indices]
+    mesh = template + thin_plate_spline(template_keys[None], (keys - template_keys)[None], template, 0.0)[0]
+    mesh[indices] = keys  # exactly where the geometry puts them
+    eye = geometry.eye
+    rim = np.array([(0.0, 0.0), (1.0, 0.0), (0.0, -1.0), (-1.0, 0.0), (0.0, 1.0)]) * eye.iris_radius
+    irises = [np.array([side * eye.centre[0], eye.centre[1]]) + rim for side in (-1.0, 1.0)]
+    # MediaPipe's points 468–472 are the iris on the image's left, 473–477 the other: centre, then the rim.
+    normalised = np.concatenate([mesh.numpy(), *irises])
+    return (normalised + 1.0) * (size - 1) / 2.0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Drawing
 
 
@@ -991,9 +1064,12 @@ def write_dataset(
     folder's identities: ``train_accelerate.py`` trains on every image of its ``--data_dir``.
 
     Writes:
-        - ``out_dir/imgs/id{i:05d}_{k:03d}.png``: the faces, ``size × size`` RGB;
+        - ``out_dir/imgs/id{i:05d}/{k:03d}.png``: the faces, ``size × size`` RGB, a folder per identity (one
+          person, as ``defgan-annotate`` lays out a video's frames);
         - ``out_dir/aus.csv``: ``file`` (path under ``imgs/``), ``AU01_r … AU45_r`` on OpenFace's 0–5
           scale, ``identity`` (the index ``i``);
+        - ``out_dir/landmarks.csv``: each face's mesh (:func:`face_mesh`) and a frontal pose, as
+          ``defgan-annotate`` writes them for photos (the motion model and the texture mask's regions read it);
         - ``out_dir/identities.csv``: ``identity``, ``seed`` and every :class:`Identity` field.
 
     Returns:
@@ -1020,9 +1096,11 @@ def write_dataset(
     with (
         open(out_dir / TABLE_FILE, "w", newline="", encoding="utf-8") as table_file,
         open(out_dir / IDENTITIES_FILE, "w", newline="", encoding="utf-8") as identities_file,
+        open(out_dir / LANDMARKS_FILE, "w", newline="", encoding="utf-8") as landmark_file,
     ):
-        table, identities = csv.writer(table_file), csv.writer(identities_file)
+        table, identities, landmarks = csv.writer(table_file), csv.writer(identities_file), csv.writer(landmark_file)
         table.writerow(au_table_header("identity"))
+        landmarks.writerow(landmark_table_header())
         identities.writerow(["identity", "seed", *identity_fields])
         for index in tqdm(indices, unit="identity", desc="rendering", disable=not progress):
             identity = sample_identity(seed, index)
@@ -1030,9 +1108,11 @@ def write_dataset(
             rng = np.random.default_rng([seed, index, 1])
             for k in range(per_identity):
                 aus = sample_aus(rng)
-                file = f"id{index:05d}_{k:03d}.png"
+                file = f"id{index:05d}/{k:03d}.png"
+                (out_dir / IMAGE_FOLDER / file).parent.mkdir(exist_ok=True)
                 Image.fromarray(render_face(identity, aus, size).image).save(out_dir / IMAGE_FOLDER / file)
                 table.writerow(au_table_row(file, aus, index, digits=5))
+                landmarks.writerow([file, 0, 0, 0, *(f"{value:.3f}" for value in face_mesh(identity, aus, size).ravel())])
     return num_identities * per_identity
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from defgan_hf import AU_NAMES, NUM_AUS
 from defgan_hf.aus import TEXTURE_AUS
 from defgan_hf.data import FaceAUDataset
+from defgan_hf.motion import fit_motion_data, read_motion_data
 from defgan_hf.synthetic import (
     IDENTITIES_FILE,
     MAX_MOTION,
@@ -25,6 +26,7 @@ from defgan_hf.synthetic import (
     Identity,
     au_regions,
     face_geometry,
+    face_mesh,
     main,
     render_batch,
     render_face,
@@ -401,22 +403,24 @@ def test_generated_folder_reads_back_with_its_labels_and_identities(tmp_path: Pa
 
     dataset = FaceAUDataset.from_data_dir(tmp_path, resolution=64, flip=False)
 
-    assert len(dataset) == 6
+    assert len(dataset) == 6 and dataset.num_with_landmarks == 6
     with open(tmp_path / "aus.csv", newline="") as file:
         rows = {row["file"]: row for row in csv.DictReader(file)}
     for position, file in enumerate(dataset.files):
         image, aus = dataset[position][:2]
         identity_index = int(rows[file]["identity"])
-        assert identity_index in (10, 11) and file.startswith(f"id{identity_index:05d}_")
+        assert identity_index in (10, 11) and file.startswith(f"id{identity_index:05d}/")
         # The labels are the AUs the face was drawn with, and the image is that face, pixel for pixel.
         expected = render_face(sample_identity(7, identity_index), aus, size=64).to_tensor()
         torch.testing.assert_close(image, expected, rtol=0, atol=0)
+        mesh = face_mesh(sample_identity(7, identity_index), aus, size=64)
+        np.testing.assert_allclose(dataset[position][2].numpy(), mesh, atol=1e-3)
     with open(tmp_path / IDENTITIES_FILE, newline="") as file:
         identities = list(csv.DictReader(file))
     assert [row["identity"] for row in identities] == ["10", "11"]
     assert float(identities[1]["face_width"]) == sample_identity(7, 11).face_width
     expressions = np.random.default_rng([7, 10, 1])
-    np.testing.assert_allclose(dataset.aus[dataset.files.index("id00010_000.png")], sample_aus(expressions), atol=1e-5)
+    np.testing.assert_allclose(dataset.aus[dataset.files.index("id00010/000.png")], sample_aus(expressions), atol=1e-5)
 
 
 def test_writing_into_a_labelled_folder_is_refused(tmp_path: Path) -> None:
@@ -451,3 +455,37 @@ def test_command_line_writes_a_training_folder(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "4 faces of 2 identities written" in result.stderr
     assert len(FaceAUDataset.from_data_dir(tmp_path / "faces", resolution=32)) == 4
+
+
+def test_the_face_mesh_puts_its_keypoints_where_the_geometry_draws_them() -> None:
+    identity, aus = sample_identity(0, 3), {"AU01": 0.5, "AU12": 1.0, "AU26": 1.0}
+    mesh, geometry = face_mesh(identity, aus, size=128), face_geometry(identity, aus)
+
+    def pixels(x: float, y: float) -> tuple[float, float]:
+        return (x + 1) * 127 / 2, (y + 1) * 127 / 2
+
+    assert mesh.shape == (478, 2) and ((mesh > 0) & (mesh < 127)).all()
+    (corner_x, corner_y), (brow_x, brow_y) = geometry.mouth.corner, geometry.brow.inner
+    np.testing.assert_allclose(mesh[[61, 291]], [pixels(-corner_x, corner_y), pixels(corner_x, corner_y)], atol=1e-9)
+    np.testing.assert_allclose(mesh[[55, 285]], [pixels(-brow_x, brow_y), pixels(brow_x, brow_y)], atol=1e-9)
+    np.testing.assert_allclose(mesh[[13, 14, 152]], [pixels(0, geometry.mouth.upper_inner_y),
+                                                     pixels(0, geometry.mouth.lower_inner_y),
+                                                     pixels(0, geometry.jaw.chin_y)], atol=1e-9)  # fmt: skip
+    # The rest of the mesh follows: the inner lips' points part with the mouth, the eyes' stay on the eyes.
+    neutral = face_mesh(identity, {}, size=128)
+    assert (mesh[[78, 308, 82, 312]] - neutral[[78, 308, 82, 312]])[:, 1].max() < 0  # upper inner lip: up
+    assert (mesh[[87, 317]] - neutral[[87, 317]])[:, 1].min() > 1  # lower inner lip: down
+    eye_centre = pixels(-geometry.eye.centre[0], geometry.eye.centre[1])
+    assert np.linalg.norm(mesh[[33, 133, 159, 145, 468]].mean(axis=0) - eye_centre) < 0.3 * geometry.eye.half_width * 63.5
+
+
+def test_a_motion_model_fitted_on_drawn_faces_moves_them_as_the_renderer_does(tmp_path: Path) -> None:
+    write_dataset(tmp_path, num_identities=100, per_identity=6, size=64, progress=False)
+    model = fit_motion_data(read_motion_data(tmp_path), image_size=64)
+
+    assert model.supported_aus == list(AU_NAMES) and not model.prior_aus
+    identity = sample_identity(0, 0)
+    for au, landmark in (("AU01", 55), ("AU04", 285), ("AU12", 291), ("AU15", 61), ("AU26", 152)):
+        drawn = face_mesh(identity, {au: 1.0}, size=64)[landmark] - face_mesh(identity, {}, size=64)[landmark]
+        fitted = model.au_motion(au)[landmark].numpy()
+        assert np.linalg.norm(fitted - drawn) < 0.15 * np.linalg.norm(drawn), (au, fitted, drawn)
