@@ -3,7 +3,11 @@
 
 1. Render a training set of synthetic faces (``defgan_hf.synthetic``) for the training identities.
 2. Train DefGAN and the ``--texture_only`` ablation with ``train_accelerate.py``: same data, flags and
-   number of steps.
+   number of steps, twice: with the paper's objective, and with the default model's v2 recipe (AU-change
+   conditioning, AU-modulated norms, texture confined to the changed AUs' regions, one-AU targets, and
+   for DefGAN a motion teacher: the motion model fitted on the drawn faces' meshes, which the renderer
+   places exactly, :func:`defgan_hf.synthetic.face_mesh`). Training stops ``--curve_points`` times on
+   the way, and every stop is measured: the learning curves.
 3. Train an AU regressor on renderer ground truth (the training identities), to score expressions.
 4. On held-out identities, edit rendered faces from AUs ``x`` to random AUs ``y`` and compare with the
    rendering of ``y``:
@@ -12,11 +16,11 @@
    - ``l1_outside_regions``: change outside the regions the changed AUs act on (identity preservation);
    - ``concentration``: share of the edit's squared difference that falls inside those regions.
 
-Writes ``benchmarks/results/synthetic.json`` (``{"defgan": …, "texture_only": …, "config": …}``),
-``synthetic.md`` (the table) and ``synthetic.png`` (input | target | DefGAN | texture-only | both
-differences).
+Writes ``benchmarks/results/synthetic.json`` (``{"defgan": …, "texture_only": …, "defgan_v2": …,
+"texture_only_v2": …, "curves": …, "config": …}``), ``synthetic.md`` (the tables) and ``synthetic.png``
+(input | target | the four models' edits | the v2 models' differences from the input).
 
-    python benchmarks/synthetic_benchmark.py --config cpu     # 64 px, reduced widths: about an hour on 2 cores
+    python benchmarks/synthetic_benchmark.py --config cpu     # 64 px, reduced widths: under an hour on 2 cores
     python benchmarks/synthetic_benchmark.py --config gpu     # 128 px, the paper's sizes
 """
 
@@ -36,7 +40,7 @@ from torch.utils.data import DataLoader
 
 from defgan_hf import AU_NAMES, DefGAN, Discriminator
 from defgan_hf.data import FaceAUDataset
-from defgan_hf.synthetic import au_regions, render_face, sample_aus, sample_identity, write_dataset
+from defgan_hf.synthetic import au_regions, face_mesh, render_face, sample_aus, sample_identity, write_dataset
 from defgan_hf.visualize import difference_heatmap, to_pil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,19 +54,30 @@ CONFIGS = {
                 discriminator_width=64, discriminator_layers=6, batch=25, steps=30000, critic_steps=10,
                 regressor_steps=5000),
 }  # fmt: skip
-VARIANTS = ("defgan", "texture_only")
+V2_RECIPE = ("--conditioning", "change", "--au_modulation", "--mask_regions", "--texture_upsampling", "bilinear",
+             "--single_au_targets", "0.5")  # fmt: skip
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "defgan": ("DefGAN (motion + texture), the paper's objective", ()),
+    "texture_only": ("texture only (GANimation), the paper's objective", ("--texture_only",)),
+    "defgan_v2": ("DefGAN, v2 recipe with the motion teacher",
+                  (*V2_RECIPE, "--motion_pretraining_steps", "{pretraining}", "--lambda_motion_teacher", "10")),
+    "texture_only_v2": ("texture only, v2 recipe", (*V2_RECIPE, "--texture_only", "--motion_model", "none")),
+}
+"""Variant → its label and the training flags beside the shared ones (``{pretraining}``: a tenth of the steps)."""
 CHANGED = 0.05  # an AU whose target differs by more than this counts as edited
 
 
-def train_editor(variant: str, config: dict, data_dir: Path, out_dir: Path, seed: int) -> Path:
-    """Train one variant with the project's training script; returns its model folder."""
+def train_editor(variant: str, config: dict, data_dir: Path, out_dir: Path, seed: int, steps: int) -> Path:
+    """Train one variant with the project's training script to ``steps`` (resuming the run in ``out_dir`` if
+    there is one: the learning rate is constant, so stopping on the way changes nothing); returns its model
+    folder."""
     command = [
         sys.executable, str(ROOT / "train_accelerate.py"), "--data_dir", str(data_dir), "--output_dir", str(out_dir),
         "--resolution", str(config["size"]), "--generator_width", str(config["generator_width"]),
         "--generator_res_blocks", str(config["generator_res_blocks"]),
         "--discriminator_width", str(config["discriminator_width"]),
         "--discriminator_layers", str(config["discriminator_layers"]),
-        "--train_batch_size", str(config["batch"]), "--max_train_steps", str(config["steps"]),
+        "--train_batch_size", str(config["batch"]), "--max_train_steps", str(steps),
         "--critic_steps", str(config["critic_steps"]), "--lr_decay_epochs", "0",
         # SFace embeds photographs; on drawn faces its similarity is not evidence of identity.
         "--identity_model", "none", "--logger", "none", "--seed", str(seed),
@@ -70,8 +85,7 @@ def train_editor(variant: str, config: dict, data_dir: Path, out_dir: Path, seed
         "--sample_steps", str(max(1, config["steps"] // 4)), "--dataloader_num_workers", "1",
         "--resume_from_checkpoint", "latest",
     ]  # fmt: skip
-    if variant == "texture_only":
-        command.append("--texture_only")
+    command += [flag.format(pretraining=config["steps"] // 10) for flag in VARIANTS[variant][1]]
     print(f"training {variant}: {' '.join(command[1:])}", flush=True)
     subprocess.run(command, check=True, env={**os.environ, "ACCELERATE_USE_CPU": os.environ.get(
         "ACCELERATE_USE_CPU", "false" if torch.cuda.is_available() else "true")})
@@ -116,6 +130,7 @@ def evaluation_pairs(config: dict, num_identities: int, pairs_per_identity: int,
                 region |= source_regions[name] | target_regions[name]
             pairs.append({
                 "source_image": render_face(identity, source, config["size"]).to_tensor(),
+                "landmarks": torch.from_numpy(face_mesh(identity, source, config["size"])).float(),
                 "target_image": render_face(identity, target, config["size"]).to_tensor(),
                 "source_aus": torch.from_numpy(source).float(), "target_aus": torch.from_numpy(target).float(),
                 "region": torch.from_numpy(region),
@@ -152,7 +167,8 @@ def edit_all(model_dir: Path, pairs: list[dict], device: torch.device) -> torch.
             chunk = pairs[start:start + 64]
             edits.append(model(torch.stack([p["source_image"] for p in chunk]).to(device),
                                torch.stack([p["source_aus"] for p in chunk]).to(device),
-                               torch.stack([p["target_aus"] for p in chunk]).to(device)).image.cpu())
+                               torch.stack([p["target_aus"] for p in chunk]).to(device),
+                               torch.stack([p["landmarks"] for p in chunk]).to(device)).image.cpu())
     return torch.cat(edits)
 
 
@@ -165,6 +181,8 @@ def main() -> None:
     parser.add_argument("--test_identities", type=int, default=50)
     parser.add_argument("--pairs_per_identity", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--curve_points", type=int, default=5,
+                        help="Measure every model this many times, at equal steps (the last at the end).")
     options = parser.parse_args()
     config = dict(CONFIGS[options.config])
     if options.steps is not None:
@@ -177,24 +195,25 @@ def main() -> None:
     if not (data_dir / "aus.csv").exists():
         write_dataset(data_dir, config["train_identities"], config["per_identity"], size=config["size"],
                       seed=options.seed)
-    minutes = {}
-    models = {}
-    for variant in VARIANTS:
-        begin = time.perf_counter()
-        models[variant] = train_editor(variant, config, data_dir, work / variant, options.seed)
-        minutes[variant] = (time.perf_counter() - begin) / 60
     regressor = train_au_regressor(config, data_dir, device, options.seed)
     pairs = evaluation_pairs(config, options.test_identities, options.pairs_per_identity, options.seed)
-
-    results: dict = {}
-    edits = {variant: edit_all(models[variant], pairs, device) for variant in VARIANTS}
+    results: dict = {"reference_no_edit": measure(torch.stack([p["source_image"] for p in pairs]), pairs, regressor,
+                                                  device),
+                     # The exact target image: the regressor's own error floor.
+                     "reference_ground_truth": measure(torch.stack([p["target_image"] for p in pairs]), pairs,
+                                                       regressor, device),
+                     "curves": {}}  # fmt: skip
+    stops = [round(config["steps"] * point / options.curve_points) for point in range(1, options.curve_points + 1)]
+    edits = {}
     for variant in VARIANTS:
-        results[variant] = measure(edits[variant], pairs, regressor, device)
-        results[variant]["training_minutes"] = minutes[variant]
-    # References: no edit at all, and the exact target image (the regressor's own error floor).
-    results["reference_no_edit"] = measure(torch.stack([p["source_image"] for p in pairs]), pairs, regressor, device)
-    results["reference_ground_truth"] = measure(torch.stack([p["target_image"] for p in pairs]), pairs, regressor,
-                                                device)
+        begin, curve = time.perf_counter(), []
+        for steps in stops:
+            edits[variant] = edit_all(train_editor(variant, config, data_dir, work / variant, options.seed, steps),
+                                      pairs, device)
+            curve.append({"steps": steps, **measure(edits[variant], pairs, regressor, device)})
+            print(f"{variant} at {steps} steps: l1_to_target {curve[-1]['l1_to_target']:.4f}", flush=True)
+        results[variant] = {**curve[-1], "training_minutes": (time.perf_counter() - begin) / 60}
+        results["curves"][variant] = curve
     results["config"] = {**config, "config": options.config, "seed": options.seed, "pairs": len(pairs),
                          "test_identities": options.test_identities, "device": str(device),
                          "total_minutes": (time.perf_counter() - started) / 60,
@@ -202,24 +221,53 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "synthetic.json").write_text(json.dumps(results, indent=2))
-    rows = [("DefGAN (motion + texture)", "defgan"), ("texture only (GANimation)", "texture_only"),
-            ("reference: no edit", "reference_no_edit"), ("reference: exact target", "reference_ground_truth")]
-    table = ["| model | l1_to_target ↓ | PSNR ↑ | AU error ↓ | l1 outside regions ↓ | concentration ↑ |",
-             "|---|---|---|---|---|---|"]
-    for label, key in rows:
-        r = results[key]
-        table.append(f"| {label} | {r['l1_to_target']:.4f} | {r['psnr']:.2f} | {r['au_error']:.4f} | "
-                     f"{r['l1_outside_regions']:.4f} | {r['concentration']:.3f} |")
-    (RESULTS / "synthetic.md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+    (RESULTS / "synthetic.md").write_text(markdown(results))
+    print(markdown(results))
 
     shown = list(range(0, len(pairs), max(1, len(pairs) // 6)))[:6]
     source = torch.stack([pairs[i]["source_image"] for i in shown])
     target = torch.stack([pairs[i]["target_image"] for i in shown])
-    panels = [source, target, edits["defgan"][shown], edits["texture_only"][shown],
-              difference_heatmap(source, edits["defgan"][shown]), difference_heatmap(source, edits["texture_only"][shown])]
+    panels = [source, target, *(edits[variant][shown] for variant in VARIANTS),
+              *(difference_heatmap(source, edits[variant][shown]) for variant in ("defgan_v2", "texture_only_v2"))]
     to_pil(torch.stack(panels, dim=1).flatten(0, 1), columns=len(panels)).save(RESULTS / "synthetic.png")
     print(f"wrote {RESULTS / 'synthetic.json'}, synthetic.md, synthetic.png in {results['config']['total_minutes']:.1f} min")
+
+
+def claim(results: dict, defgan: str, texture_only: str) -> str:
+    """Whether one run shows the paper's claim: DefGAN's L1 to the target ≤ 0.8× texture-only's, both below no
+    edit, and DefGAN's AU error below no edit's."""
+    no_edit = results["reference_no_edit"]
+    ratio = results[defgan]["l1_to_target"] / results[texture_only]["l1_to_target"]
+    checks = {f"DefGAN's L1 = {ratio:.2f}× texture-only's (≤ 0.8)": ratio <= 0.8,
+              "both L1 below no edit": max(results[defgan]["l1_to_target"],
+                                           results[texture_only]["l1_to_target"]) < no_edit["l1_to_target"],
+              "DefGAN's AU error below no edit": results[defgan]["au_error"] < no_edit["au_error"]}  # fmt: skip
+    return "; ".join(f"{check}: {'yes' if passed else 'no'}" for check, passed in checks.items())
+
+
+def markdown(results: dict) -> str:
+    """The results table, the claim per recipe, and the learning curves."""
+    rows = [(label, key) for key, (label, _) in VARIANTS.items()]
+    rows += [("reference: no edit", "reference_no_edit"), ("reference: exact target", "reference_ground_truth")]
+    lines = ["| model | l1_to_target ↓ | PSNR ↑ | AU error ↓ | l1 outside regions ↓ | concentration ↑ |",
+             "|---|---|---|---|---|---|"]
+    for label, key in rows:
+        r = results[key]
+        lines.append(f"| {label} | {r['l1_to_target']:.4f} | {r['psnr']:.2f} | {r['au_error']:.4f} | "
+                     f"{r['l1_outside_regions']:.4f} | {r['concentration']:.3f} |")
+    lines += ["", f"- The paper's objective: {claim(results, 'defgan', 'texture_only')}.",
+              f"- The v2 recipe: {claim(results, 'defgan_v2', 'texture_only_v2')}.", "",
+              "Learning curves, L1 to the exact target (AU error) against training steps "
+              f"(no edit: {results['reference_no_edit']['l1_to_target']:.4f} "
+              f"({results['reference_no_edit']['au_error']:.4f})):", "",
+              "| steps | " + " | ".join(label for label, _ in VARIANTS.values()) + " |",
+              "|---:|" + "---:|" * len(VARIANTS)]  # fmt: skip
+    curves = results["curves"]
+    for point, entry in enumerate(curves["defgan"]):
+        cells = [f"{curves[variant][point]['l1_to_target']:.4f} ({curves[variant][point]['au_error']:.4f})"
+                 for variant in VARIANTS]  # fmt: skip
+        lines.append(f"| {entry['steps']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
