@@ -103,9 +103,10 @@ def test_discriminator_outputs():
 
 
 def test_the_critic_learns_the_aus_of_rendered_faces():
-    """The AU head fits exact labels at the training's learning rate: 400 renders of one face, held-out renders
-    with new expressions, 1,000 steps (seconds on one CPU thread). With PyTorch's default initialisation the
-    un-normalised trunk shrinks its features layer after layer and the error stays above this bound."""
+    """The AU head fits exact labels in a few hundred steps at the default model's learning rate: 400 renders of
+    one face, held-out renders with new expressions, 400 steps (seconds on one CPU thread). With PyTorch's
+    default initialisation the un-normalised trunk shrinks its features layer after layer, and the error stays
+    above this bound (0.57 of the variance against 0.28)."""
     import numpy as np
     import torch.nn.functional as F
 
@@ -121,9 +122,9 @@ def test_the_critic_learns_the_aus_of_rendered_faces():
     identity = sample_identity(0, 0)
     (train_images, train_aus), (test_images, test_aus) = renders(400, 1), renders(200, 2)
     discriminator = Discriminator(image_size=64, width=16, num_layers=4)
-    optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     generator = torch.Generator().manual_seed(1)
-    for _ in range(1000):
+    for _ in range(400):
         index = torch.randint(0, len(train_images), (16,), generator=generator)
         loss = F.mse_loss(discriminator(train_images[index]).aus, train_aus[index])
         optimizer.zero_grad(set_to_none=True)
@@ -131,7 +132,7 @@ def test_the_critic_learns_the_aus_of_rendered_faces():
         optimizer.step()
     with torch.no_grad():
         error = F.mse_loss(discriminator(test_images).aus.clamp(0, 1), test_aus)
-    assert error < 0.3 * test_aus.var(0, unbiased=False).mean()
+    assert error < 0.35 * test_aus.var(0, unbiased=False).mean()
 
 
 @pytest.mark.parametrize(
