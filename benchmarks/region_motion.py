@@ -7,8 +7,10 @@ rest (:data:`~defgan_hf.regions.RESTING_SAMPLE_PHOTOS`) are edited with every pe
 :data:`~defgan_hf.regions.REGION_EDITS` (+0.8 on top of the face's own AUs), and the mean motion of both regions
 is reported in pixels of the 128 px crop. A model has learned a region's AUs as motion when, on the faces at
 rest there, that region's edits move it more than they move the other region, and more than the other
-region's edits move it; the last columns say whether both hold. A model folder with a motion model gets a
-second row: its motion model's grid, measured the same way.
+region's edits move it; the last columns say whether both hold. A model folder with a motion model gets two
+more rows, measured the same way: its motion model's grid, and the sum of its per-AU fields linearised at the
+face's landmarks, which is what motion pretraining teaches the deformer (the two differ where a feature moves
+far: the grid places each landmark's offset where it arrives).
 
 Prints a Markdown table and writes ``benchmarks/results/region_motion.json`` (``--output``).
 
@@ -30,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "region_motion.json"
 
 
-def measure(pipeline: DefGANPipeline, motion_model_only: bool = False) -> dict[str, dict[str, dict[str, float]]]:
-    """Region at rest → edit name → region → mean motion in pixels (of the deformer, or of the motion model)."""
-    faces = {region: [measure_face(pipeline, pipeline.detect(fetch(name)), motion_model_only) for name in photos]
+def measure(pipeline: DefGANPipeline, motion: str = "deformer") -> dict[str, dict[str, dict[str, float]]]:
+    """Region at rest → edit name → region → mean motion in pixels, of ``motion`` (:data:`~defgan_hf.regions.MOTIONS`)."""
+    faces = {region: [measure_face(pipeline, pipeline.detect(fetch(name)), motion) for name in photos]
              for region, photos in RESTING_SAMPLE_PHOTOS.items()}  # fmt: skip
-    return per_au_edit_motion(pipeline, faces, motion_model_only)
+    return per_au_edit_motion(pipeline, faces, motion)
 
 
 def learned(results: dict[str, dict[str, dict[str, float]]], region: str) -> bool:
@@ -79,7 +81,8 @@ def main() -> None:
         pipeline = DefGANPipeline.from_pretrained(model)
         all_results[label] = measure(pipeline)
         if pipeline.motion_model is not None:
-            all_results[f"{label}: its motion model"] = measure(pipeline, motion_model_only=True)
+            all_results[f"{label}: its motion model"] = measure(pipeline, "motion model")
+            all_results[f"{label}: its motion model's per-AU fields"] = measure(pipeline, "motion model's fields")
     print(markdown(all_results))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"models": {label: shown(model) for label, model in models.items()},

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .models.deformer import fields_grid
 from .pipeline import DefGANPipeline, DetectedFace
 from .warp import grid_offsets_px
 
@@ -64,52 +65,82 @@ def region_masks(face: DetectedFace, size: int) -> dict[str, np.ndarray]:
     return masks
 
 
-def measure_face(pipeline: DefGANPipeline, face: DetectedFace, motion_model_only: bool = False) -> MeasuredFace:
+MOTIONS: tuple[str, ...] = ("deformer", "motion model", "motion model's fields")
+"""What a measure reads: the deformation generator's grid; the motion model's grid (a spline through where its
+landmarks arrive); or the sum of the motion model's per-AU fields, linearised at the face's own landmarks and
+bounded as the deformer bounds its own (:func:`~defgan_hf.models.deformer.fields_grid`): what motion pretraining
+teaches the deformer, field by field."""
+
+
+def edit_grid(pipeline: DefGANPipeline, face: DetectedFace, motion: str = "deformer", **edit) -> torch.Tensor:
+    """The ``(1, S, S, 2)`` grid of an edit as ``motion`` (:data:`MOTIONS`) moves the face.
+
+    Args:
+        **edit: the edit, as :meth:`DefGANPipeline.edit_face` takes it (``expression``, ``intensity``,
+            ``aus``, ``relative``).
+
+    Raises:
+        ValueError: on an unknown ``motion``, a texture-only model measured as a deformer, or a motion
+            measured on a model folder without a motion model.
+    """
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {', '.join(MOTIONS)}; got {motion!r}.")
+    if pipeline.deformer is None and motion == "deformer":
+        raise ValueError("A texture-only model has no deformation grid to measure; load a DefGAN model.")
+    output = pipeline.edit_face(face, motion_model_only=motion != "deformer", **edit)
+    if motion != "motion model's fields":
+        return output.grid
+    motion_model = pipeline.motion_model
+    fields = motion_model.au_fields(face.landmarks[None].to(motion_model.displacements))
+    change = (output.target_aus - face.source_aus)[None].to(fields)
+    return fields_grid(fields, change, motion_model.max_offset)
+
+
+def measure_face(pipeline: DefGANPipeline, face: DetectedFace, motion: str = "deformer") -> MeasuredFace:
     """Read a detected face's region masks and no-edit grid once, for any number of edits.
 
     Args:
-        motion_model_only: measure the pipeline's motion model instead of its deformation generator.
+        motion: what to measure (:data:`MOTIONS`).
 
     Raises:
-        ValueError: if ``pipeline`` has no deformation generator (a texture-only model moves nothing).
+        ValueError: as :func:`edit_grid`.
     """
-    if pipeline.deformer is None and not motion_model_only:
-        raise ValueError("A texture-only model has no deformation grid to measure; load a DefGAN model.")
-    no_edit_offsets = grid_offsets_px(pipeline.edit_face(face, motion_model_only=motion_model_only).grid)
+    no_edit_offsets = grid_offsets_px(edit_grid(pipeline, face, motion))
     return MeasuredFace(face, region_masks(face, pipeline.image_size), no_edit_offsets)
 
 
-def region_motion(pipeline: DefGANPipeline, faces: Sequence[MeasuredFace], **edit) -> dict[str, float]:
+def region_motion(pipeline: DefGANPipeline, faces: Sequence[MeasuredFace], motion: str = "deformer",
+                  **edit) -> dict[str, float]:  # fmt: skip
     """Mean motion of each region because of the edit, in pixels of the crop, averaged over ``faces``.
 
     Args:
         pipeline: a DefGAN pipeline.
-        faces: faces read by :func:`measure_face` with the same pipeline.
+        faces: faces read by :func:`measure_face` with the same pipeline and ``motion``.
+        motion: what to measure (:data:`MOTIONS`).
         **edit: the edit, as :meth:`DefGANPipeline.edit_face` takes it (``expression``, ``intensity``,
             ``aus``, ``relative``).
     """
     totals = dict.fromkeys(REGION_LANDMARKS, 0.0)
     for measured in faces:
-        offsets = grid_offsets_px(pipeline.edit_face(measured.face, **edit).grid)
-        motion = (offsets - measured.no_edit_offsets)[0].norm(dim=-1).numpy()
+        offsets = grid_offsets_px(edit_grid(pipeline, measured.face, motion, **edit))
+        motion_px = (offsets - measured.no_edit_offsets)[0].norm(dim=-1).detach().numpy()
         for region, mask in measured.regions.items():
-            totals[region] += float(motion[mask].mean()) / len(faces)
+            totals[region] += float(motion_px[mask].mean()) / len(faces)
     return totals
 
 
 def per_au_edit_motion(pipeline: DefGANPipeline, faces: Mapping[str, Sequence[MeasuredFace]],
-                       motion_model_only: bool = False) -> dict[str, dict[str, dict[str, float]]]:  # fmt: skip
+                       motion: str = "deformer") -> dict[str, dict[str, dict[str, float]]]:  # fmt: skip
     """Every edit of :data:`REGION_EDITS`, applied relatively to each group of faces.
 
     Args:
         pipeline: a DefGAN pipeline.
-        faces: region at rest → faces read by :func:`measure_face` with ``pipeline`` (and ``motion_model_only``).
-        motion_model_only: measure the pipeline's motion model instead of its deformation generator.
+        faces: region at rest → faces read by :func:`measure_face` with ``pipeline`` (and ``motion``).
+        motion: what to measure (:data:`MOTIONS`).
 
     Returns:
         Region at rest → edit name → region → mean motion in pixels (:func:`region_motion`).
     """
-    return {resting: {name: region_motion(pipeline, group, aus=aus, relative=True,
-                                          motion_model_only=motion_model_only)
+    return {resting: {name: region_motion(pipeline, group, motion, aus=aus, relative=True)
                       for edits in REGION_EDITS.values() for name, aus in edits.items()}
             for resting, group in faces.items()}  # fmt: skip

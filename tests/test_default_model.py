@@ -18,11 +18,12 @@ from defgan_hf.regions import (
     REGION_LANDMARKS,
     RESTING_SAMPLE_PHOTOS,
     MeasuredFace,
+    edit_grid,
     measure_face,
     per_au_edit_motion,
     region_motion,
 )
-from defgan_hf.warp import identity_grid
+from defgan_hf.warp import grid_offsets_px, identity_grid
 
 MAX_FOLDER_MIB = 40
 BROW_PRESETS = ("sad", "angry", "fear", "surprise")
@@ -125,6 +126,22 @@ def test_a_texture_only_model_has_no_motion_to_measure(faces):
     pipeline = DefGANPipeline(DefGAN(TextureGenerator(image_size=128, width=8, num_res_blocks=1)))
     with pytest.raises(ValueError, match="texture-only"):
         measure_face(pipeline, faces["brows"][0].face)
+
+
+def test_the_motion_models_fields_are_its_grid_linearised(pipeline, faces):
+    """For a small change the per-AU fields the deformer is taught and the motion model's grid agree; for a large
+    one they part where a feature moves far (the grid places each offset where the landmark arrives)."""
+    face = faces["mouth"][0].face
+    largest = {}  # change → (largest motion of the grid, largest gap between fields and grid), pixels
+    for change in (0.02, 0.8):
+        edit = {"aus": {"AU25": change, "AU26": change}, "relative": True}
+        grid, fields = (grid_offsets_px(edit_grid(pipeline, face, motion, **edit))
+                        for motion in ("motion model", "motion model's fields"))  # fmt: skip
+        largest[change] = (grid.norm(dim=-1).max(), (fields - grid).norm(dim=-1).max())
+    assert largest[0.02][1] < 0.1 * largest[0.02][0]
+    assert largest[0.8][1] > 0.5 * largest[0.8][0]
+    with pytest.raises(ValueError, match="motion must be one of"):
+        edit_grid(pipeline, face, "warp", aus={"AU25": 0.5}, relative=True)
 
 
 def test_an_edit_that_asks_for_no_change_returns_the_photo_exactly(pipeline, sample_media):

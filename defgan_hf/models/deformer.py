@@ -11,6 +11,22 @@ from .blocks import AUSequential, Encoder, check_aus, check_image, conv_norm_rel
 from .hub import HubModel
 
 
+def fields_grid(fields: torch.Tensor, change: torch.Tensor, max_offset: float) -> torch.Tensor:
+    """The grid of an edit from per-AU fields: ``max_offset · tanh(Σ_k Δ_k P_k / max_offset)``.
+
+    Args:
+        fields: ``(N, num_aus, 2, S, S)`` in pixels per unit change (:meth:`DeformationGenerator.au_fields`, or the
+            motion model's :meth:`~defgan_hf.motion.MotionModel.au_fields`, which teach them).
+        change: ``(N, num_aus)`` the AU change ``Δ = y − x``, in ``[-1, 1]``.
+        max_offset: the bound, in pixels.
+
+    Returns:
+        Grid ``(N, S, S, 2)``, the identity grid exactly where ``Δ = 0``.
+    """
+    offsets = torch.einsum("nk,nkchw->nchw", change.to(fields.dtype), fields)
+    return bounded_offset_grid(offsets / max_offset, max_offset)
+
+
 class DeformationGenerator(nn.Module, HubModel):
     """``G = G_Def(I_x, x, y)``: where each pixel of the edited face is read from in the input.
 
@@ -114,17 +130,8 @@ class DeformationGenerator(nn.Module, HubModel):
         return raw.unflatten(1, (self.num_aus, 2)) * self.max_offset
 
     def fields_grid(self, fields: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
-        """The grid of an edit from :meth:`au_fields`: ``max_offset · tanh(Σ_k Δ_k P_k / max_offset)``.
-
-        Args:
-            fields: ``(N, num_aus, 2, S, S)`` in pixels per unit change.
-            change: ``(N, num_aus)`` the AU change ``Δ = y − x``, in ``[-1, 1]``.
-
-        Returns:
-            Grid ``(N, S, S, 2)``, the identity grid exactly where ``Δ = 0``.
-        """
-        offsets = torch.einsum("nk,nkchw->nchw", change.to(fields.dtype), fields)
-        return bounded_offset_grid(offsets / self.max_offset, self.max_offset)
+        """The grid of an edit from :meth:`au_fields`: :func:`fields_grid` with this network's ``max_offset``."""
+        return fields_grid(fields, change, self.max_offset)
 
     def usage_example(self) -> str:
         s = self.image_size
