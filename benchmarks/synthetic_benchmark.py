@@ -242,8 +242,9 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "synthetic.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "synthetic.md").write_text(markdown(results))
-    print(markdown(results))
+    table = markdown(results)
+    (RESULTS / "synthetic.md").write_text(table)
+    print(table)
 
     shown = list(range(0, len(pairs), max(1, len(pairs) // 6)))[:6]
     source = torch.stack([pairs[i]["source_image"] for i in shown])

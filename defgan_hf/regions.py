@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .aus import edit_target
 from .models.deformer import fields_grid
 from .pipeline import DefGANPipeline, DetectedFace
 from .warp import grid_offsets_px
@@ -87,12 +88,12 @@ def edit_grid(pipeline: DefGANPipeline, face: DetectedFace, motion: str = "defor
         raise ValueError(f"motion must be one of {', '.join(MOTIONS)}; got {motion!r}.")
     if pipeline.deformer is None and motion == "deformer":
         raise ValueError("A texture-only model has no deformation grid to measure; load a DefGAN model.")
-    output = pipeline.edit_face(face, motion_model_only=motion != "deformer", **edit)
     if motion != "motion model's fields":
-        return output.grid
+        return pipeline.edit_face(face, motion_model_only=motion == "motion model", **edit).grid
+    pipeline._require_motion_model()  # the pipeline's own error, which says how to fit one
     motion_model = pipeline.motion_model
     fields = motion_model.au_fields(face.landmarks[None].to(motion_model.displacements))
-    change = (output.target_aus - face.source_aus)[None].to(fields)
+    change = (edit_target(face.source_aus, **edit) - face.source_aus)[None].to(fields)
     return fields_grid(fields, change, motion_model.max_offset)
 
 
@@ -123,7 +124,7 @@ def region_motion(pipeline: DefGANPipeline, faces: Sequence[MeasuredFace], motio
     totals = dict.fromkeys(REGION_LANDMARKS, 0.0)
     for measured in faces:
         offsets = grid_offsets_px(edit_grid(pipeline, measured.face, motion, **edit))
-        motion_px = (offsets - measured.no_edit_offsets)[0].norm(dim=-1).detach().numpy()
+        motion_px = (offsets - measured.no_edit_offsets)[0].norm(dim=-1).numpy()
         for region, mask in measured.regions.items():
             totals[region] += float(motion_px[mask].mean()) / len(faces)
     return totals

@@ -561,7 +561,9 @@ _MESH_KEYPOINTS: tuple[tuple[int, int, Callable[[FaceGeometry], tuple[float, flo
 @functools.cache
 def _mesh_template() -> torch.Tensor:
     """``(468, 2)`` the default model's mean face (its motion model's), normalised: the mesh every drawn face bends."""
-    motion = MotionModel.from_pretrained(Path(__file__).resolve().parent / "default_model", subfolder=MOTION_FOLDER)
+    from .pipeline import DEFAULT_MODEL  # here: the pipeline brings the face toolkit, which drawing faces does not need
+
+    motion = MotionModel.from_pretrained(DEFAULT_MODEL, subfolder=MOTION_FOLDER)
     return motion.mean_landmarks.double() * (2.0 / (motion.image_size - 1)) - 1.0
 
 
