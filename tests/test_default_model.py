@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.au_response import STEP, response_matrix
+from benchmarks.real_photos import read_aus
 from defgan_hf import AU_NAMES, DEFAULT_MODEL, DefGAN, DefGANPipeline, Discriminator, TextureGenerator
 from defgan_hf.face_regions import changed_region_mask
 from defgan_hf.images import load_image
@@ -175,3 +177,20 @@ def test_presets_move_the_regions_of_their_aus(pipeline, faces, expression, regi
     """On faces at rest there, a preset moves the region of its AUs visibly (on the deformation grid)."""
     motion = region_motion(pipeline, faces[region], expression=expression)
     assert motion[region] > MIN_MOTION_PX, f"{expression}: {motion}"
+
+
+@pytest.mark.parametrize("motion_model_only", [False, True])
+def test_the_annotator_reads_a_single_au_edit_back(pipeline, faces, motion_model_only):
+    """What ``benchmarks/au_response.py`` measures on held-out photos, on a face with its mouth at rest: raising
+    AU25 alone by 0.5 parts the lips as the annotator reads them (held-out photos: 0.70 of the change asked,
+    DefGAN, 0.71 the motion model alone), and the response matrix holds the mean per unit asked."""
+    face = faces["mouth"][0].face
+    before = read_aus(face.aligned.image)
+    output = pipeline.edit_face(face, aus={"AU25": STEP}, relative=True, motion_model_only=motion_model_only)
+    change = (read_aus(output.edited_crop) - before) / STEP
+    lips_part = AU_NAMES.index("AU25")
+    assert change[lips_part] > 0.3
+    matrix, counts = response_matrix({lips_part: [change, np.zeros_like(change)]})
+    assert counts[lips_part] == 2 and counts.sum() == 2
+    np.testing.assert_allclose(matrix[:, lips_part], change / 2)
+    assert np.isnan(np.delete(matrix, lips_part, axis=1)).all()
