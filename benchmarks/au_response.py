@@ -24,23 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.real_photos import (ROOT, detect_all, evaluation_photos, find_faces, load_pipeline, model_config,
-                                    read_aus)  # fmt: skip
+from benchmarks.real_photos import (MOTION_MODEL_LABEL, ROOT, detect_all, held_out_faces, load_pipeline,
+                                    model_config, read_aus)  # fmt: skip
 from defgan_hf import AU_FACS_NAMES, AU_NAMES
-from defgan_hf.assets import cache_dir
 from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DetectedFace
 
 RESULTS = ROOT / "benchmarks" / "results" / "au_response.json"
 STEP = 0.5
 """How far each edit raises its AU, on the 0–1 scale: half the scale, the size of a preset's typical change."""
-MOTIONS = {"DefGAN": False, "motion model only": True}
+MOTIONS = {"DefGAN": False, MOTION_MODEL_LABEL: True}
 """Row label → ``motion_model_only`` of :meth:`DefGANPipeline.edit_face`."""
 
 
@@ -64,27 +62,29 @@ def response_matrix(changes: dict[int, list[np.ndarray]]) -> tuple[np.ndarray, n
     return response, counts
 
 
-def measure(pipeline: DefGANPipeline, detected: list[DetectedFace], motion_model_only: bool,
-            label: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """:func:`response_matrix` of single-AU edits of every face by ``pipeline`` (its motion model alone if asked)."""
-    changes: dict[int, list[np.ndarray]] = {k: [] for k in range(len(AU_NAMES))}
-    for face in tqdm(detected, desc=f"single-AU edits ({label})", unit="face"):
+def measure(pipeline: DefGANPipeline, detected: list[DetectedFace]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Label of :data:`MOTIONS` → :func:`response_matrix` of single-AU edits of every face by that motion."""
+    changes = {label: {k: [] for k in range(len(AU_NAMES))} for label in MOTIONS}
+    for face in tqdm(detected, desc="single-AU edits", unit="face"):
         before = read_aus(face.aligned.image)
         if before is None:
             continue
         for k, name in enumerate(AU_NAMES):
             if face.source_aus[k] > 1.0 - STEP:
                 continue
-            output = pipeline.edit_face(face, aus={name: STEP}, relative=True, motion_model_only=motion_model_only)
-            after = read_aus(output.edited_crop)
-            if after is not None:
-                changes[k].append((after - before) / STEP)
-    return response_matrix(changes)
+            for label, motion_model_only in MOTIONS.items():
+                output = pipeline.edit_face(face, aus={name: STEP}, relative=True,
+                                            motion_model_only=motion_model_only)  # fmt: skip
+                after = read_aus(output.edited_crop)
+                if after is not None:
+                    changes[label][k].append((after - before) / STEP)
+    return {label: response_matrix(per_au) for label, per_au in changes.items()}
 
 
 def markdown(results: dict) -> str:
     """One row per AU asked: faces, then per motion its own reading and its strongest other reading."""
     labels = list(results["response"])
+    matrices = {label: np.asarray(results["response"][label]["matrix"], dtype=float) for label in labels}  # None → NaN
     header = "| AU asked | faces | " + " | ".join(f"{label}: read as itself | {label}: strongest other reading"
                                                for label in labels) + " |"  # fmt: skip
     lines = [f"Each held-out face edited with one AU raised by {results['config']['step']} (faces whose AU was at "
@@ -94,12 +94,14 @@ def markdown(results: dict) -> str:
     for k, name in enumerate(AU_NAMES):
         cells = []
         for label in labels:
-            column = np.asarray(results["response"][label]["matrix"], dtype=float)[:, k]
-            others = np.where(np.arange(len(AU_NAMES)) == k, -np.inf, np.abs(np.nan_to_num(column, nan=-np.inf)))
+            column = matrices[label][:, k]
+            if np.isnan(column[k]):  # no face could be edited for this AU: the whole column is empty
+                cells += ["–", "–"]
+                continue
+            others = np.abs(column)
+            others[k] = -np.inf
             j = int(np.argmax(others))
-            own = "–" if np.isnan(column[k]) else f"{column[k]:.2f}"
-            other = "–" if np.isnan(column[j]) else f"{AU_NAMES[j]} {column[j]:+.2f}"
-            cells += [own, other]
+            cells += [f"{column[k]:.2f}", f"{AU_NAMES[j]} {column[j]:+.2f}"]
         faces = results["response"][labels[0]]["faces"][k]
         lines.append(f"| {name} {AU_FACS_NAMES[name]} | {faces} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -119,18 +121,11 @@ def main() -> None:
     pipeline = load_pipeline(name, "cpu")
     if pipeline.deformer is None or pipeline.motion_model is None:
         parser.error(f"{name} needs a deformation generator and a motion model (a DefGAN model folder with motion/).")
-    photos_dir = args.photos_dir or cache_dir() / "evaluation_photos"
-    photos_dir.mkdir(parents=True, exist_ok=True)
-    faces, _ = find_faces(evaluation_photos(photos_dir), args.max_faces)
-    if not faces:
-        sys.exit("No face found in the evaluation photos.")
+    _, faces, _ = held_out_faces(args.photos_dir, args.max_faces)
     with torch.inference_mode():
-        detected = detect_all(pipeline, faces)
-        response = {}
-        for label, motion_model_only in MOTIONS.items():
-            matrix, counts = measure(pipeline, detected, motion_model_only, label)
-            response[label] = {"matrix": [[None if np.isnan(v) else float(v) for v in row] for row in matrix],
-                               "faces": counts.tolist()}  # fmt: skip
+        measured = measure(pipeline, detect_all(pipeline, faces))
+    response = {label: {"matrix": [[None if np.isnan(v) else float(v) for v in row] for row in matrix],
+                        "faces": counts.tolist()} for label, (matrix, counts) in measured.items()}  # fmt: skip
     results = {
         "config": {"model": model_config(name, "DefGAN", pipeline), "faces": [ref.name for ref in faces],
                    "step": STEP, "au_order": list(AU_NAMES), "torch_version": torch.__version__},

@@ -174,6 +174,23 @@ def find_faces(photos: list[Path], max_faces: int | None = None) -> tuple[list[F
     return faces[:max_faces] if max_faces is not None else faces, faceless
 
 
+def held_out_faces(photos_dir: Path | None = None,
+                   max_faces: int | None = None) -> tuple[list[Path], list[FaceRef], list[str]]:  # fmt: skip
+    """The evaluation photos, extracted into ``photos_dir`` (default: ``<asset cache>/evaluation_photos``), and
+    :func:`find_faces` of them: the photos, their faces and the photos without a face.
+
+    Raises:
+        SystemExit: if no photo has a face.
+    """
+    photos_dir = photos_dir or cache_dir() / "evaluation_photos"
+    photos_dir.mkdir(parents=True, exist_ok=True)
+    photos = evaluation_photos(photos_dir)
+    faces, faceless = find_faces(photos, max_faces)
+    if not faces:
+        sys.exit("No face found in the evaluation photos.")
+    return photos, faces, faceless
+
+
 def read_aus(crop: Image.Image) -> np.ndarray | None:
     """The annotator's 17 AUs of a face crop (resized to :data:`ANNOTATION_SIZE`), or None if it finds no face."""
     if crop.size != (ANNOTATION_SIZE, ANNOTATION_SIZE):
@@ -413,12 +430,7 @@ def main() -> None:
         labels.append("previous DefGAN" if name == args.previous_model else model_label(pipeline, labels))
         pipelines.append(pipeline)
 
-    photos_dir = args.photos_dir or cache_dir() / "evaluation_photos"
-    photos_dir.mkdir(parents=True, exist_ok=True)
-    photos = evaluation_photos(photos_dir)
-    faces, faceless = find_faces(photos, args.max_faces)
-    if not faces:
-        sys.exit("No face found in the evaluation photos.")
+    photos, faces, faceless = held_out_faces(args.photos_dir, args.max_faces)
     sface = load_identity_model("sface")
 
     rows, per_au_progress, input_misses = [], {}, {}
