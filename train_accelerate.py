@@ -122,6 +122,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--mask_regions", action="store_true",
                        help="Not in the paper: confine the attention mask to the face regions of the AUs that "
                             "change (defgan_hf.face_regions; needs landmarks.csv).")
+    model.add_argument("--landmark_input", action="store_true",
+                       help="Not in the paper: the deformation generator also reads the face's landmarks, drawn as "
+                            "one map per face region (defgan_hf.face_regions.landmark_heatmaps; needs landmarks.csv), "
+                            "so that it finds the features on new faces as the landmarker does. A pretrained "
+                            "model keeps its own deformation generator's inputs.")
     model.add_argument("--au_modulation", action="store_true",
                        help="Also feed the AUs to the generators' normalisations after the bottleneck (not in the "
                             "paper; see defgan_hf.models.blocks.AUModulatedNorm; not the deformer's with "
@@ -208,7 +213,7 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     # A change-conditioned deformation generator sees no AUs, so has nothing to modulate.
     deformer = None if args.texture_only else DeformationGenerator(
         **{**generator_sizes, "au_modulation": args.au_modulation and args.conditioning == "paper"},
-        max_offset=args.max_offset)  # fmt: skip
+        max_offset=args.max_offset, landmark_input=args.landmark_input)  # fmt: skip
     discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
                                   num_layers=args.discriminator_layers)
     texturer = TextureGenerator(**generator_sizes, upsampling=args.texture_upsampling)
@@ -483,13 +488,15 @@ def main(args: argparse.Namespace) -> None:
 
     # Models and optimisers.
     motion_model = build_motion_model(args)
-    uses_landmarks = args.mask_regions or args.lambda_motion_teacher > 0 or args.motion_pretraining_steps > 0
-    if uses_landmarks and dataset.num_with_landmarks < len(dataset):
-        raise SystemExit(f"--mask_regions and the motion teacher need every face's landmarks, but "
-                         f"{len(dataset) - dataset.num_with_landmarks} of {len(dataset)} faces have none: annotate "
-                         "the data with defgan-annotate, which writes landmarks.csv.")  # fmt: skip
     trainer = Trainer.create(args, accelerator, motion_model)
     deformer = trainer.unwrapped_model.deformer
+    reads_landmarks = deformer is not None and deformer.landmark_input  # --landmark_input, or a pretrained one's
+    uses_landmarks = (args.mask_regions or reads_landmarks or args.lambda_motion_teacher > 0
+                      or args.motion_pretraining_steps > 0)  # fmt: skip
+    if uses_landmarks and dataset.num_with_landmarks < len(dataset):
+        raise SystemExit(f"--mask_regions, --landmark_input and the motion teacher need every face's landmarks, but "
+                         f"{len(dataset) - dataset.num_with_landmarks} of {len(dataset)} faces have none: annotate "
+                         "the data with defgan-annotate, which writes landmarks.csv.")  # fmt: skip
     if args.motion_pretraining_steps > 0 and (deformer is None or deformer.conditioning != "change"
                                               or motion_model is None):  # fmt: skip
         raise SystemExit("--motion_pretraining_steps teaches a deformation generator the motion model's per-AU "

@@ -108,3 +108,37 @@ def changed_region_mask(landmarks: torch.Tensor, source_aus: torch.Tensor, targe
         opening = (change[:, [AU_NAMES.index(name) for name in names]].sum(dim=1) / FULL_CHANGE).clamp(max=1.0)
         mask = torch.maximum(mask, opening[:, None] * disc)
     return mask.reshape(-1, 1, size, size)
+
+
+LANDMARK_SIGMA: float = 0.02
+"""Width (standard deviation) of each landmark's spot in :func:`landmark_heatmaps`, as a fraction of the crop's
+side: 2.6 px at 128 px, about a brow's thickness."""
+
+
+def landmark_heatmaps(landmarks: torch.Tensor, size: int) -> torch.Tensor:
+    """The face's geometry as images a network can read beside the photo: one channel per face region.
+
+    Channel ``r`` (in the order of :data:`REGION_SEEDS`) is ``max_i exp(−‖p − l_i‖² / 2σ²)`` over the region's seed
+    landmarks ``l_i``, σ = :data:`LANDMARK_SIGMA` · ``size``: where the brows, lids, cheeks, nose and upper lip,
+    mouth and chin are on this face. A network reading them finds each part where the landmarker found it, on
+    any face, instead of learning to find it on the few faces of its training set. Every region's seeds hold
+    both sides of the face, so the maps of a face flipped with its landmarks are the flipped maps.
+
+    Args:
+        landmarks: ``(N, ≥468, 2)`` face-mesh landmarks in pixels of the ``size``-pixel crop; a face with NaN
+            landmarks (none in its data) gets empty maps.
+        size: crop side.
+
+    Returns:
+        ``(N, len(REGION_SEEDS), size, size)`` in ``[0, 1]``.
+    """
+    coordinates = torch.arange(size, dtype=landmarks.dtype, device=landmarks.device)
+    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
+    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1).expand(landmarks.shape[0], -1, -1)
+    sigma = LANDMARK_SIGMA * size
+    maps = []
+    for seeds, _ in REGION_SEEDS.values():
+        distance = torch.cdist(pixels, landmarks[:, list(seeds)]).min(dim=2).values
+        maps.append(torch.exp(-0.5 * (distance / sigma) ** 2))
+    return torch.nan_to_num(torch.stack(maps, dim=1), nan=0.0).reshape(-1, len(REGION_SEEDS), size, size)
+

@@ -175,10 +175,10 @@ def test_au_modulation_is_added_at_zero_to_a_trained_model():
 # Conditioning on the AU change, and texture confined to the changed AUs' regions (not in the paper).
 
 
-def change_conditioned_defgan(size: int = SIZE) -> DefGAN:
+def change_conditioned_defgan(size: int = SIZE, landmark_input: bool = False) -> DefGAN:
     sizes = dict(image_size=size, width=8, num_res_blocks=1, conditioning="change")
-    return DefGAN(TextureGenerator(**sizes, upsampling="bilinear", au_modulation=True), DeformationGenerator(**sizes),
-                  mask_regions=True)
+    return DefGAN(TextureGenerator(**sizes, upsampling="bilinear", au_modulation=True),
+                  DeformationGenerator(**sizes, landmark_input=landmark_input), mask_regions=True)  # fmt: skip
 
 
 def face_landmarks(size: int, n: int = 2) -> torch.Tensor:
@@ -199,9 +199,10 @@ def trained_a_little(model: DefGAN) -> DefGAN:
     return model.eval()
 
 
-def test_an_edit_that_changes_no_au_returns_the_crop():
+@pytest.mark.parametrize("landmark_input", [False, True])
+def test_an_edit_that_changes_no_au_returns_the_crop(landmark_input):
     torch.manual_seed(0)
-    model = trained_a_little(change_conditioned_defgan())
+    model = trained_a_little(change_conditioned_defgan(landmark_input=landmark_input))
     image, source, _ = batch()
     out = model(image, source, source, face_landmarks(SIZE))
     assert torch.equal(out.grid, identity_grid(2, SIZE, SIZE)) and not out.mask.any()
@@ -225,6 +226,41 @@ def test_a_change_conditioned_deformer_is_a_sum_of_per_au_fields_weighted_by_the
     assert torch.allclose(offsets, expected, atol=1e-4)
     with pytest.raises(ValueError, match="au_modulation needs conditioning='paper'"):
         DeformationGenerator(image_size=SIZE, width=8, num_res_blocks=1, conditioning="change", au_modulation=True)
+
+
+def test_a_deformer_that_reads_landmarks_moves_its_fields_with_them_and_asks_for_them(tmp_path):
+    torch.manual_seed(0)
+    deformer = trained_a_little(change_conditioned_defgan(64, landmark_input=True)).deformer
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    landmarks = face_landmarks(64, 1)
+    fields = deformer.au_fields(image, landmarks)
+    # The same photo with the face's landmarks 6 px lower: the network reads where the features are.
+    lowered = deformer.au_fields(image, landmarks + torch.tensor([0.0, 6.0]))
+    assert (lowered - fields).abs().mean() > 0.05 * fields.abs().mean()
+    with pytest.raises(ValueError, match="pass its landmarks"):
+        deformer.au_fields(image)
+    deformer.save_pretrained(tmp_path)
+    loaded = DeformationGenerator.from_pretrained(tmp_path)
+    assert loaded.landmark_input and torch.equal(loaded.au_fields(image, landmarks), fields)
+
+
+def test_landmark_maps_light_each_region_where_its_landmarks_are_and_flip_with_the_face():
+    from defgan_hf.face_regions import REGION_SEEDS, landmark_heatmaps
+
+    size = 64
+    landmarks = face_landmarks(size, 1)
+    maps = landmark_heatmaps(landmarks, size)
+    assert maps.shape == (1, len(REGION_SEEDS), size, size) and maps.min() >= 0 and maps.max() <= 1
+    brows = list(REGION_SEEDS).index("brows")
+    x, y = landmarks[0, REGION_SEEDS["brows"][0][0]].round().long().tolist()
+    chin_x, chin_y = landmarks[0, 152].round().long().tolist()
+    assert maps[0, brows, y, x] > 0.8 and maps[0, brows, chin_y, chin_x] < 1e-3
+    # A face flipped left-right with its landmarks gets the flipped maps (each region holds both sides).
+    flipped = landmarks.clone()
+    flipped[..., 0] = size - 1 - flipped[..., 0]
+    assert torch.allclose(landmark_heatmaps(flipped, size), maps.flip(-1), atol=1e-3)
+    # A face without landmarks (NaN in the data) gets empty maps, not NaN.
+    assert torch.equal(landmark_heatmaps(torch.full_like(landmarks, float("nan")), size), torch.zeros_like(maps))
 
 
 def test_the_mask_is_zero_outside_the_regions_of_the_changed_aus():

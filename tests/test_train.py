@@ -293,14 +293,14 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     """The deformation generator is taught the motion model's fields, then the paper's objective takes over."""
     out = tmp_path / "run"
     result = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(out), *TINY,
-                               "--conditioning", "change", "--mask_regions", "--motion_pretraining_steps", "2",
+                               "--conditioning", "change", "--mask_regions", "--landmark_input", "--motion_pretraining_steps", "2",
                                "--lambda_motion_teacher", "1", "--max_train_steps", "3", "--critic_steps", "1"))
     assert result.returncode == 0, result.stderr[-3000:]
     card = (out / "model" / "README.md").read_text()
     for term in ("pretraining/au_fields", "pretraining/texture", "critic/wasserstein", "generator/motion_teacher"):
         assert term in card, term
     model = DefGAN.from_pretrained(out / "model")
-    assert model.deformer.conditioning == "change"
+    assert model.deformer.conditioning == "change" and model.deformer.landmark_input
     refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
                                 "--motion_pretraining_steps", "2", "--max_train_steps", "3"))  # fmt: skip
     assert refused.returncode != 0 and "needs one with --conditioning change" in refused.stderr

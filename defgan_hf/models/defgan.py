@@ -129,7 +129,8 @@ class DefGAN(nn.Module, HubModel):
             image: ``(N, 3, S, S)`` in ``[-1, 1]``, the face ``I_x``.
             source_aus: ``(N, 17)`` in ``[0, 1]``, its expression ``x``.
             target_aus: ``(N, 17)`` in ``[0, 1]``, the wanted expression ``y``.
-            landmarks: ``(N, 478, 2)`` the face-mesh landmarks in crop pixels; needed with ``mask_regions``.
+            landmarks: ``(N, 478, 2)`` the face-mesh landmarks in crop pixels; needed with ``mask_regions``
+                and by a deformation generator with ``landmark_input``.
 
         Raises:
             ValueError: if the model confines its mask to regions and ``landmarks`` is None.
@@ -141,10 +142,10 @@ class DefGAN(nn.Module, HubModel):
             deformed = image
         else:
             if self.deformer.conditioning == "change":
-                au_fields = self.deformer.au_fields(image)
+                au_fields = self.deformer.au_fields(image, landmarks)
                 grid = self.deformer.fields_grid(au_fields, target_aus - source_aus)
             else:
-                grid = self.deformer(image, source_aus, target_aus)
+                grid = self.deformer(image, source_aus, target_aus, landmarks)
             deformed = warp(image, grid)
         color, mask = self.texturer(deformed, target_aus, source_aus)
         if self.mask_regions:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..aus import NUM_AUS
+from ..face_regions import REGION_SEEDS, landmark_heatmaps
 from ..warp import bounded_offset_grid
 from .blocks import AUSequential, Encoder, check_aus, check_image, conv_norm_relu, tile_aus
 from .hub import HubModel
@@ -53,11 +54,16 @@ class DeformationGenerator(nn.Module, HubModel):
             (:class:`~defgan_hf.models.blocks.AUModulatedNorm`); False is the paper's layout. Only with
             ``conditioning="paper"``: the other has no AU input to modulate.
         conditioning: ``"paper"`` (``x`` and ``y`` tiled, one field) or ``"change"`` (the face alone, a field per AU).
+        landmark_input: also read the face's geometry, :func:`~defgan_hf.face_regions.landmark_heatmaps` of its
+            landmarks, beside the image (not in the paper). Motion is a matter of where the features are; a
+            network that must find them in the pixels learns to find them on its training faces only (on new
+            faces the first v2 release moved the brows 20–50% less than on its training faces), while the
+            landmarker finds them on any face. The forward pass then needs the landmarks.
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
                  num_res_blocks: int = 6, max_offset: float = 5.0, au_modulation: bool = False,
-                 conditioning: str = "paper") -> None:
+                 conditioning: str = "paper", landmark_input: bool = False) -> None:
         super().__init__()
         if image_size % 2**num_downsamples:
             raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
@@ -73,9 +79,11 @@ class DeformationGenerator(nn.Module, HubModel):
             raise ValueError("au_modulation needs conditioning='paper': with 'change' the network sees no AUs (the "
                              "change weights its per-AU fields after the last layer).")  # fmt: skip
         self.conditioning = conditioning
+        self.landmark_input = landmark_input
         conditioning_aus = 2 * num_aus if conditioning == "paper" else 0
         modulating_aus = conditioning_aus if au_modulation else 0
-        self.encoder = Encoder(3 + conditioning_aus, width, num_downsamples, num_res_blocks, modulating_aus)
+        landmark_channels = len(REGION_SEEDS) if landmark_input else 0
+        self.encoder = Encoder(3 + landmark_channels + conditioning_aus, width, num_downsamples, num_res_blocks, modulating_aus)
         layers: list[nn.Module] = []
         channels = self.encoder.out_channels
         for _ in range(num_downsamples):
@@ -89,32 +97,35 @@ class DeformationGenerator(nn.Module, HubModel):
         # dominated by random motion, while keeping gradients flowing to every layer.
         nn.init.normal_(self.offset_head.weight, std=1e-3)
 
-    def forward(self, image: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
+                landmarks: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """
         Args:
             image: ``(N, 3, S, S)`` in ``[-1, 1]``, ``S = image_size``.
             source_aus: ``(N, num_aus)`` in ``[0, 1]``, the expression ``x`` of ``image``.
             target_aus: ``(N, num_aus)`` in ``[0, 1]``, the wanted expression ``y``.
+            landmarks: ``(N, ≥468, 2)`` the face-mesh landmarks in pixels of the crop; needed with ``landmark_input``.
 
         Returns:
             Grid ``(N, S, S, 2)`` in normalised ``(x, y)`` coordinates (``align_corners=True``), at most
             ``max_offset`` pixels from the identity grid in each axis.
         """
-        check_image(image, self.image_size, type(self).__name__)
         check_aus(source_aus, image.shape[0], self.num_aus, "source_aus")
         check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
         if self.conditioning == "change":
-            return self.fields_grid(self.au_fields(image), target_aus - source_aus)
+            return self.fields_grid(self.au_fields(image, landmarks), target_aus - source_aus)
         s = self.image_size
         aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
-        features = self.decoder(self.encoder(torch.cat((image, tile_aus(aus, s, s)), dim=1), aus), aus)
+        inputs = torch.cat((self._inputs(image, landmarks), tile_aus(aus, s, s)), dim=1)
+        features = self.decoder(self.encoder(inputs, aus), aus)
         return bounded_offset_grid(self.offset_head(features), self.max_offset)
 
-    def au_fields(self, image: torch.Tensor) -> torch.Tensor:
+    def au_fields(self, image: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
         """Each AU's motion on this face (``conditioning="change"``).
 
         Args:
             image: ``(N, 3, S, S)`` in ``[-1, 1]``.
+            landmarks: ``(N, ≥468, 2)`` the face-mesh landmarks in pixels of the crop; needed with ``landmark_input``.
 
         Returns:
             ``(N, num_aus, 2, S, S)`` ``(x, y)`` displacements in pixels per unit AU change (the offset an
@@ -125,9 +136,19 @@ class DeformationGenerator(nn.Module, HubModel):
         """
         if self.conditioning != "change":
             raise ValueError("Only a conditioning='change' deformation generator has per-AU fields.")
-        check_image(image, self.image_size, type(self).__name__)
-        raw = self.offset_head(self.decoder(self.encoder(image)))
+        raw = self.offset_head(self.decoder(self.encoder(self._inputs(image, landmarks))))
         return raw.unflatten(1, (self.num_aus, 2)) * self.max_offset
+
+    def _inputs(self, image: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
+        """The image, and with ``landmark_input`` the landmarks' maps after it: ``(N, 3 [+ 5], S, S)``."""
+        check_image(image, self.image_size, type(self).__name__)
+        if not self.landmark_input:
+            return image
+        if landmarks is None or landmarks.ndim != 3 or landmarks.shape[0] != image.shape[0]:
+            raise ValueError("This deformation generator reads the face's geometry: pass its landmarks, (N, 478, 2) "
+                             "in pixels of the crop (DetectedFace.landmarks, or landmarks.csv in training), got "
+                             f"{None if landmarks is None else tuple(landmarks.shape)}.")  # fmt: skip
+        return torch.cat((image, landmark_heatmaps(landmarks.to(image), self.image_size)), dim=1)
 
     def fields_grid(self, fields: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
         """The grid of an edit from :meth:`au_fields`: :func:`fields_grid` with this network's ``max_offset``."""
