@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from benchmarks.au_response import STEP, response_matrix
+from benchmarks.motion_fidelity import fidelity
 from benchmarks.real_photos import read_aus
 from defgan_hf import AU_NAMES, DEFAULT_MODEL, DefGAN, DefGANPipeline, Discriminator, TextureGenerator
 from defgan_hf.face_regions import changed_region_mask
-from defgan_hf.images import load_image
+from defgan_hf.images import image_to_tensor, load_image
 from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER
 from defgan_hf.motion import MotionModel
 from defgan_hf.regions import (
@@ -194,3 +196,19 @@ def test_the_annotator_reads_a_single_au_edit_back(pipeline, faces, motion_model
     assert counts[lips_part] == 2 and counts.sum() == 2
     np.testing.assert_allclose(matrix[:, lips_part], change / 2)
     assert np.isnan(np.delete(matrix, lips_part, axis=1)).all()
+
+
+def test_the_fidelity_measure_reads_a_deformer_that_moves_half_as_far_as_its_teacher(pipeline, faces):
+    """``benchmarks/motion_fidelity.py``'s numbers, on a stand-in deformer whose fields are half its teacher's."""
+    face = faces["brows"][0].face
+    teacher = pipeline.motion_model
+    half = SimpleNamespace(au_fields=lambda images, landmarks: 0.5 * teacher.au_fields(landmarks))
+    result = fidelity(SimpleNamespace(motion_model=teacher, deformer=half), image_to_tensor(face.aligned.image),
+                      face.landmarks[None])  # fmt: skip
+    moving = [name for name, moves in zip(AU_NAMES, teacher.displacements.flatten(1).any(dim=1).tolist()) if moves]
+    assert sorted(result) == sorted(moving)
+    for name, numbers in result.items():
+        assert numbers["motion_ratio"] == pytest.approx(0.5, abs=1e-4), name
+        assert numbers["relative_error"] == pytest.approx(0.25, abs=1e-4), name
+        assert numbers["taught_px"] > 0, name
+
