@@ -160,6 +160,9 @@ class DeformationGenerator(nn.Module, HubModel):
             "import torch\nfrom defgan_hf import DeformationGenerator, EXPRESSIONS\nfrom defgan_hf.warp import warp\n\n"
             'deformer = DeformationGenerator.from_pretrained("REPO_ID_OR_FOLDER", subfolder="deformer")\n'
             f"face = torch.rand(1, 3, {s}, {s}) * 2 - 1  # an aligned face crop in [-1, 1]\n"
-            'grid = deformer(face, EXPRESSIONS["neutral"][None], EXPRESSIONS["happy"][None])\n'
-            "deformed = warp(face, grid)"
-        )
+            + (f"landmarks = torch.rand(1, 478, 2) * {s}  # its face-mesh landmarks, crop pixels (DetectedFace.landmarks)\n"
+               'grid = deformer(face, EXPRESSIONS["neutral"][None], EXPRESSIONS["happy"][None], landmarks)\n'
+               if self.landmark_input else
+               'grid = deformer(face, EXPRESSIONS["neutral"][None], EXPRESSIONS["happy"][None])\n')
+            + "deformed = warp(face, grid)"
+        )  # fmt: skip
