@@ -133,7 +133,8 @@ class DefGAN(nn.Module, HubModel):
                 and by a deformation generator with ``landmark_input``.
 
         Raises:
-            ValueError: if the model confines its mask to regions and ``landmarks`` is None.
+            ValueError: if the model confines its mask to regions, or its deformation generator reads landmarks,
+                and ``landmarks`` is None.
         """
         au_fields = None
         if self.deformer is None:
