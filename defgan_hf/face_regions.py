@@ -79,6 +79,16 @@ FULL_CHANGE: float = 0.1
 mask is scaled down in proportion, to exactly 0 when none of them changes."""
 
 
+def _distance_to_seeds(landmarks: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
+    """Region of :data:`REGION_SEEDS` → ``(N, size²)``: each crop pixel's distance to the region's nearest seed
+    landmark, in pixels (pixels in row-major order; NaN for a face with NaN landmarks)."""
+    coordinates = torch.arange(size, dtype=landmarks.dtype, device=landmarks.device)
+    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
+    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1).expand(landmarks.shape[0], -1, -1)  # (x, y)
+    return {region: torch.cdist(pixels, landmarks[:, list(seeds)]).min(dim=2).values
+            for region, (seeds, _) in REGION_SEEDS.items()}  # fmt: skip
+
+
 def changed_region_mask(landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
                         size: int) -> torch.Tensor:  # fmt: skip
     """Where an edit may add texture: the regions whose AUs change, around the face's own landmarks.
@@ -96,15 +106,11 @@ def changed_region_mask(landmarks: torch.Tensor, source_aus: torch.Tensor, targe
         ``(N, 1, size, size)`` in ``[0, 1]``; exactly 0 everywhere where ``target = source``.
     """
     change = (target_aus - source_aus).abs().to(landmarks.dtype)
-    coordinates = torch.arange(size, dtype=landmarks.dtype, device=landmarks.device)
-    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
-    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1)  # (S², 2) as (x, y)
+    distances = _distance_to_seeds(landmarks, size)
     radius = TEXTURE_RADIUS * size
     mask = landmarks.new_zeros(landmarks.shape[0], size * size)
     for region, names in AU_REGIONS.items():
-        seeds = landmarks[:, list(REGION_SEEDS[region][0])]  # (N, K, 2)
-        distance = torch.cdist(pixels.expand(landmarks.shape[0], -1, -1), seeds).min(dim=2).values
-        disc = ((radius - distance) / 2.0 + 0.5).clamp(0.0, 1.0)
+        disc = ((radius - distances[region]) / 2.0 + 0.5).clamp(0.0, 1.0)
         opening = (change[:, [AU_NAMES.index(name) for name in names]].sum(dim=1) / FULL_CHANGE).clamp(max=1.0)
         mask = torch.maximum(mask, opening[:, None] * disc)
     return mask.reshape(-1, 1, size, size)
@@ -118,9 +124,9 @@ side: 2.6 px at 128 px, about a brow's thickness."""
 def landmark_heatmaps(landmarks: torch.Tensor, size: int) -> torch.Tensor:
     """The face's geometry as images a network can read beside the photo: one channel per face region.
 
-    Channel ``r`` (in the order of :data:`REGION_SEEDS`) is ``max_i exp(−‖p − l_i‖² / 2σ²)`` over the region's seed
-    landmarks ``l_i``, σ = :data:`LANDMARK_SIGMA` · ``size``: where the brows, lids, cheeks, nose and upper lip,
-    mouth and chin are on this face. A network reading them finds each part where the landmarker found it, on
+    Channel ``r`` (in the order of :data:`REGION_SEEDS`) is ``max_i exp(−‖p − l_i‖² / 2σ²)`` over the region's
+    seed landmarks ``l_i``, σ = :data:`LANDMARK_SIGMA` · ``size``: where the brows, lids, cheeks, nose and upper
+    lip, mouth and chin are on this face. A network reading them finds each part where the landmarker found it, on
     any face, instead of learning to find it on the few faces of its training set. Every region's seeds hold
     both sides of the face, so the maps of a face flipped with its landmarks are the flipped maps.
 
@@ -132,13 +138,7 @@ def landmark_heatmaps(landmarks: torch.Tensor, size: int) -> torch.Tensor:
     Returns:
         ``(N, len(REGION_SEEDS), size, size)`` in ``[0, 1]``.
     """
-    coordinates = torch.arange(size, dtype=landmarks.dtype, device=landmarks.device)
-    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
-    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1).expand(landmarks.shape[0], -1, -1)
     sigma = LANDMARK_SIGMA * size
-    maps = []
-    for seeds, _ in REGION_SEEDS.values():
-        distance = torch.cdist(pixels, landmarks[:, list(seeds)]).min(dim=2).values
-        maps.append(torch.exp(-0.5 * (distance / sigma) ** 2))
-    return torch.nan_to_num(torch.stack(maps, dim=1), nan=0.0).reshape(-1, len(REGION_SEEDS), size, size)
-
+    maps = torch.stack([torch.exp(-0.5 * (distance / sigma) ** 2)
+                        for distance in _distance_to_seeds(landmarks, size).values()], dim=1)  # fmt: skip
+    return torch.nan_to_num(maps, nan=0.0).reshape(-1, len(REGION_SEEDS), size, size)

@@ -83,7 +83,8 @@ class DeformationGenerator(nn.Module, HubModel):
         conditioning_aus = 2 * num_aus if conditioning == "paper" else 0
         modulating_aus = conditioning_aus if au_modulation else 0
         landmark_channels = len(REGION_SEEDS) if landmark_input else 0
-        self.encoder = Encoder(3 + landmark_channels + conditioning_aus, width, num_downsamples, num_res_blocks, modulating_aus)
+        self.encoder = Encoder(3 + landmark_channels + conditioning_aus, width, num_downsamples, num_res_blocks,
+                               modulating_aus)
         layers: list[nn.Module] = []
         channels = self.encoder.out_channels
         for _ in range(num_downsamples):
@@ -160,7 +161,7 @@ class DeformationGenerator(nn.Module, HubModel):
             "import torch\nfrom defgan_hf import DeformationGenerator, EXPRESSIONS\nfrom defgan_hf.warp import warp\n\n"
             'deformer = DeformationGenerator.from_pretrained("REPO_ID_OR_FOLDER", subfolder="deformer")\n'
             f"face = torch.rand(1, 3, {s}, {s}) * 2 - 1  # an aligned face crop in [-1, 1]\n"
-            + (f"landmarks = torch.rand(1, 478, 2) * {s}  # its face-mesh landmarks, crop pixels (DetectedFace.landmarks)\n"
+            + (f"landmarks = torch.rand(1, 478, 2) * {s}  # its face-mesh landmarks in crop pixels\n"
                'grid = deformer(face, EXPRESSIONS["neutral"][None], EXPRESSIONS["happy"][None], landmarks)\n'
                if self.landmark_input else
                'grid = deformer(face, EXPRESSIONS["neutral"][None], EXPRESSIONS["happy"][None])\n')
