@@ -12,10 +12,10 @@ are compared with the teacher's ``B_k`` (:meth:`~defgan_hf.motion.MotionModel.au
 - **held-out faces**: the faces of :data:`benchmarks.real_photos.EVALUATION_PHOTOS`, people in none of the
   training sources, detected and aligned by the pipeline.
 
-Two numbers per AU and set: the **relative field error** ``Σ ‖P_k − B_k‖² / Σ ‖B_k‖²`` over faces and pixels (the
-pretraining loss's term; 0 is perfect, 1 is no better than no motion), and the **motion ratio**, the deformer's
-mean motion over the teacher's at the landmarks the teacher moves (more than 30% of its largest motion on that
-face set): below 1 the deformer moves the part less than it was taught. A network that learned its training
+Two numbers per AU and set: the **relative field error** ``Σ ‖P_k − B_k‖² / Σ ‖B_k‖²`` over faces and pixels
+(the pretraining loss's term; 0 is perfect, 1 is no better than no motion), and the **motion ratio**, the
+deformer's mean motion over the teacher's at the landmarks the teacher moves (more than 30% of its largest motion
+on that face set): below 1 the deformer moves the part less than it was taught. A network that learned its training
 faces by heart is close on the first set and far on the second.
 
 Prints a Markdown table and writes ``benchmarks/results/motion_fidelity.json`` (``--output``).
@@ -35,6 +35,7 @@ import torch
 
 from benchmarks.real_photos import ROOT, detect_all, held_out_faces, load_pipeline
 from defgan_hf import AU_FACS_NAMES, AU_NAMES
+from defgan_hf.data import IMAGE_FOLDER
 from defgan_hf.face_regions import NUM_MESH_LANDMARKS
 from defgan_hf.images import image_to_tensor, read_face_crop
 from defgan_hf.motion import read_motion_data
@@ -76,13 +77,22 @@ def fidelity(pipeline: DefGANPipeline, images: torch.Tensor,
     return results
 
 
-def training_faces(data_dir: Path, count: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``count`` crops of an annotated folder drawn with a fixed seed: images, landmarks and file names."""
+def training_faces(data_dir: Path, count: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` crops of an annotated folder drawn with a fixed seed: images and landmarks at ``image_size``."""
     data = read_motion_data(data_dir)
     rows = np.sort(np.random.default_rng(0).choice(len(data.files), min(count, len(data.files)), replace=False))
     data = data.select(rows).at_size(image_size)
-    images = torch.stack([read_face_crop(data_dir / "imgs" / file, image_size) for file in data.files])
-    return images, torch.from_numpy(data.landmarks).float(), data.files
+    images = torch.stack([read_face_crop(data_dir / IMAGE_FOLDER / file, image_size) for file in data.files])
+    return images, torch.from_numpy(data.landmarks).float()
+
+
+def held_out_crops(pipeline: DefGANPipeline, photos_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out faces (:func:`~benchmarks.real_photos.held_out_faces`) aligned at the pipeline's resolution:
+    images and landmarks."""
+    _, faces, _ = held_out_faces(photos_dir)
+    detected = detect_all(pipeline, faces)
+    return (torch.cat([image_to_tensor(face.aligned.image) for face in detected]),
+            torch.stack([face.landmarks for face in detected]))  # fmt: skip
 
 
 def markdown(results: dict) -> str:
@@ -114,21 +124,21 @@ def main() -> None:
     args = parser.parse_args()
     models = dict(spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.model or [])
     models = models or {"default model": str(DEFAULT_MODEL)}
-    _, held_out, _ = held_out_faces(args.photos_dir)
+    face_sets: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
     results: dict = {"config": {"models": models, "data": str(args.data), "faces": args.faces, "moving": MOVING,
                                 "torch_version": torch.__version__}, "models": {}}  # fmt: skip
     for label, name in models.items():
         pipeline = load_pipeline(name, "cpu")
         if pipeline.deformer is None or pipeline.motion_model is None or pipeline.deformer.conditioning != "change":
             parser.error(f"{name} needs a change-conditioned deformation generator and a motion model.")
-        images, landmarks, _ = training_faces(args.data, args.faces, pipeline.image_size)
-        detected = detect_all(pipeline, held_out)
-        held_images = torch.cat([image_to_tensor(face.aligned.image) for face in detected])
-        held_landmarks = torch.stack([face.landmarks for face in detected])
-        results["models"][label] = {
-            f"training faces ({len(images)})": fidelity(pipeline, images, landmarks),
-            f"held-out faces ({len(detected)})": fidelity(pipeline, held_images, held_landmarks),
-        }
+        # Both face sets depend only on the crop size: read once for all models of one size.
+        if pipeline.image_size not in face_sets:
+            face_sets[pipeline.image_size] = {
+                "training faces": training_faces(args.data, args.faces, pipeline.image_size),
+                "held-out faces": held_out_crops(pipeline, args.photos_dir),
+            }
+        results["models"][label] = {f"{face_set} ({len(images)})": fidelity(pipeline, images, landmarks)
+                                    for face_set, (images, landmarks) in face_sets[pipeline.image_size].items()}
     print(markdown(results))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
