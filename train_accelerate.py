@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ import sys
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
-from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, sample_target_aus
+from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, FramePair, FramePairDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
 from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation
 from defgan_hf.models.hub import atomic_folder, push_folder, replace_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
 from defgan_hf.objective import (EditBatch, LossWeights, critic_objective, generator_objective,
-                                 motion_pretraining_objective)
+                                 motion_pretraining_objective, texture_pretraining_objective)
 from defgan_hf.visualize import sample_grid
 
 logger = logging.getLogger("train_accelerate")
@@ -144,6 +145,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="Not in the paper: the first N steps teach the deformation generator the motion model's "
                             "per-AU fields (supervised; needs --conditioning change and landmarks.csv), and the "
                             "adversarial objective starts after them (counted in --max_train_steps).")
+    optim.add_argument("--texture_pretraining_steps", type=int, default=0,
+                       help="Not in the paper: the N steps after motion pretraining teach the texture generator, "
+                            "from pairs of video frames (--frame_pairs), what the landmarks' own motion leaves to "
+                            "it: the first frame is warped to the second and the edit held to the second (counted "
+                            "in --max_train_steps).")
+    optim.add_argument("--frame_pairs", default=None, metavar="DIR",
+                       help="A defgan-annotate folder of videos' frames (imgs/, aus.csv, landmarks.csv) whose frame "
+                            "pairs texture pretraining learns from; e.g. the motion model's data.")
 
     weights = parser.add_argument_group("loss weights (paper appendix D.2; expression weights ÷ 25, see losses.py)")
     weights.add_argument("--lambda_gp", type=float, default=10.0)
@@ -161,14 +170,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights.add_argument("--lambda_motion_teacher", type=float, default=0.0,
                          help="Not in the paper: weight of the motion teacher, the deformation grid against the "
                               "motion model's grid for the same face and edit (pixels²; needs landmarks.csv).")
+    weights.add_argument("--lambda_mask_margin", type=float, default=0.1,
+                         help="Not in the paper, texture pretraining only: the mask learns to open where the texture "
+                              "map beats the warp by more than this (mean L1 over the colours, on [-1, 1]).")
 
     args = parser.parse_args(argv)
     for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "sample_steps",
                  "critic_steps", "logging_steps", "resolution"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if args.motion_pretraining_steps < 0:
-        parser.error(f"--motion_pretraining_steps must be at least 0, got {args.motion_pretraining_steps}.")
+    for name in ("motion_pretraining_steps", "texture_pretraining_steps"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be at least 0, got {getattr(args, name)}.")
+    if args.texture_pretraining_steps > 0 and args.frame_pairs is None:
+        parser.error("--texture_pretraining_steps learns from pairs of video frames: name a defgan-annotate folder "
+                     "of videos with --frame_pairs.")
     if args.max_train_steps is None and args.num_epochs < 1:
         parser.error("give --num_epochs ≥ 1 or --max_train_steps.")
     if not Path(args.data_dir).is_dir():
@@ -433,6 +449,13 @@ class Trainer:
         return self._update(self.generator_optimizer, self.model, batches, "pretraining/total",
                             lambda batch: motion_pretraining_objective(self.model, batch, self.motion_model))
 
+    def texture_pretraining_step(self, pairs: list[FramePair]) -> dict[str, torch.Tensor]:
+        """One update of the generators on :func:`~defgan_hf.objective.texture_pretraining_objective`."""
+        return self._update(self.generator_optimizer, self.model, pairs, "texture_pretraining/total",
+                            lambda pair: texture_pretraining_objective(
+                                self.model, pair, self.weights, texture_only=self.unwrapped_model.texture_only,
+                                motion_model=self.motion_model))  # fmt: skip
+
     def critic_step(self, batches: list[EditBatch]) -> dict[str, torch.Tensor]:
         """One critic update (:func:`~defgan_hf.objective.critic_objective`) over micro-batches."""
         return self._update(self.critic_optimizer, self.discriminator, batches, "critic/total",
@@ -448,8 +471,8 @@ class Trainer:
                                 identity_model=self.identity_model, motion_model=self.motion_model,
                                 autocast=self.accelerator.autocast))  # fmt: skip
 
-    def _update(self, optimizer: torch.optim.Optimizer, module: nn.Module, batches: list[EditBatch], total: str,
-                objective: Callable[[EditBatch], tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:  # fmt: skip
+    def _update(self, optimizer: torch.optim.Optimizer, module: nn.Module, batches: list[Any], total: str,
+                objective: Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:  # fmt: skip
         """One optimiser step of ``module`` on ``objective`` summed over micro-batches; the step's mean terms
         (detached, not synchronised) with the loss as ``total``."""
         optimizer.zero_grad(set_to_none=True)
@@ -461,6 +484,14 @@ class Trainer:
                 self.accelerator.backward(loss / len(batches))
         optimizer.step()
         return logged
+
+
+def _endless(loader: Iterable[Any]) -> Iterator[Any]:
+    """``loader``'s batches, epoch after epoch (each epoch shuffled anew)."""
+    for epoch in itertools.count():
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        yield from loader
 
 
 def main(args: argparse.Namespace) -> None:
@@ -502,8 +533,24 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit("--motion_pretraining_steps teaches a deformation generator the motion model's per-AU "
                          "fields: it needs one with --conditioning change (not --texture_only) and a motion model "
                          "(landmarks.csv in --data_dir, or --motion_model).")  # fmt: skip
+    pair_batches = None
+    if args.texture_pretraining_steps > 0:
+        if deformer is not None and (deformer.conditioning != "change" or motion_model is None):
+            raise SystemExit("--texture_pretraining_steps warps each first frame by the landmarks' motion and keeps "
+                             "the deformation generator's per-AU fields on the motion model's: it needs one with "
+                             "--conditioning change and a motion model (landmarks.csv in --data_dir, or "
+                             "--motion_model), or --texture_only.")  # fmt: skip
+        try:
+            pairs = FramePairDataset.from_data_dir(args.frame_pairs, resolution=args.resolution, flip=args.random_flip)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"--frame_pairs {args.frame_pairs}: {error}") from None
+        pair_loader = accelerator.prepare(torch.utils.data.DataLoader(
+            pairs, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+            num_workers=args.dataloader_num_workers))  # fmt: skip
+        pair_batches = _endless(pair_loader)
     state = trainer.state
     loader = accelerator.prepare(loader)
+    pretraining_steps = args.motion_pretraining_steps + args.texture_pretraining_steps
 
     steps_per_epoch = len(loader) // args.gradient_accumulation_steps
     if steps_per_epoch == 0:
@@ -592,6 +639,8 @@ def main(args: argparse.Namespace) -> None:
             trainer.set_learning_rate(learning_rate)
             if state.global_step < args.motion_pretraining_steps:
                 step_losses = trainer.motion_pretraining_step(pending)
+            elif pair_batches is not None and state.global_step < pretraining_steps:
+                step_losses = trainer.texture_pretraining_step([next(pair_batches) for _ in pending])
             else:
                 step_losses = trainer.critic_step(pending)
                 if (state.global_step + 1) % args.critic_steps == 0:
@@ -606,7 +655,8 @@ def main(args: argparse.Namespace) -> None:
                 metrics["lr"] = learning_rate
                 accelerator.log(metrics, step=state.global_step)
                 progress.set_postfix({name.split("/")[0]: f"{metrics[name]:.4g}" for name in
-                                      ("pretraining/total", "critic/total", "generator/total") if name in metrics})
+                                      ("pretraining/total", "texture_pretraining/total", "critic/total",
+                                       "generator/total") if name in metrics})
                 window.clear()
             if state.global_step % args.checkpointing_steps == 0:
                 if checked_step < state.global_step:  # never a checkpoint of a NaN

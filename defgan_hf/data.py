@@ -724,6 +724,146 @@ class FaceAUDataset(Dataset[FaceItem]):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Pairs of video frames
+
+
+MAX_FRAME_GAP: int = 60
+"""Frames of a pair are at most this many frames apart (two seconds at 30 fps): the same face, lit alike."""
+
+MAX_HEAD_MOTION: float = 0.012
+"""Largest mean motion of the head's rigid points (:data:`RIGID_LANDMARKS`) between the frames of a pair, as a
+fraction of the crop's side (1.5 px at 128 px): a head that turns shows and hides what no expression does."""
+
+MIN_AU_CHANGE: float = 0.5
+"""Smallest change of expression in a pair, ``Σ_k |y_k − x_k|`` on the 0–1 scale (about the median of nearby
+frames' in talking-face videos): pairs that barely change teach nothing."""
+
+RIGID_LANDMARKS: tuple[int, ...] = (33, 133, 263, 362, 168, 6, 197, 195)
+"""Eye corners and the bridge of the nose: points no AU moves far, so their motion is the head's."""
+
+
+class FramePair(NamedTuple):
+    """Two frames of one video, batched like :class:`FaceItem`: ``source`` and ``target`` ``(3, S, S)`` in
+    ``[-1, 1]``, their AUs ``(17,)`` in ``[0, 1]`` and landmarks ``(478, 2)`` in crop pixels, and ``mirrored``
+    ``()`` bool (both flipped left-right together)."""
+
+    source: torch.Tensor
+    source_aus: torch.Tensor
+    source_landmarks: torch.Tensor
+    target: torch.Tensor
+    target_aus: torch.Tensor
+    target_landmarks: torch.Tensor
+    mirrored: torch.Tensor
+
+
+def frame_number(file: str) -> int | None:
+    """The index of a video frame's crop, as ``defgan-annotate`` names it (``…/frame_<index>.png``); None for a photo."""
+    stem = PurePosixPath(file).stem
+    return int(stem[len("frame_"):]) if stem.startswith("frame_") and stem[len("frame_"):].isdigit() else None
+
+
+def frame_pairs(files: list[str], landmarks: np.ndarray, aus: np.ndarray, crop_size: int) -> np.ndarray:
+    """The ordered pairs of video frames that show one face changing expression, not the head moving.
+
+    Two crops pair when they are frames of one video (one folder, :func:`frame_number`) at most
+    :data:`MAX_FRAME_GAP` apart, their :data:`RIGID_LANDMARKS` moved by at most :data:`MAX_HEAD_MOTION` of the
+    crop on average, and their AUs differ by at least :data:`MIN_AU_CHANGE`. Both orders are pairs.
+
+    Args:
+        files: crop keys, ``folder/frame_<index>.png``.
+        landmarks: ``(N, ≥468, 2)`` in pixels of the ``crop_size``-pixel crops.
+        aus: ``(N, 17)`` in ``[0, 1]``.
+        crop_size: side of the crops.
+
+    Returns:
+        ``(P, 2)`` int64 rows ``(source, target)`` into ``files``.
+    """
+    numbers = [frame_number(file) for file in files]
+    videos = [file.rsplit("/", 1)[0] if number is not None else None for file, number in zip(files, numbers)]
+    order = sorted((i for i in range(len(files)) if videos[i] is not None), key=lambda i: (videos[i], numbers[i]))
+    order = np.array(order, dtype=np.int64)
+    if len(order) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    video_ids = np.unique(np.array([videos[i] for i in order]), return_inverse=True)[1]
+    frame_ids = np.array([numbers[i] for i in order])
+    rigid = landmarks[order][:, list(RIGID_LANDMARKS)]
+    change_aus = aus[order]
+    pairs = []
+    for shift in range(1, min(MAX_FRAME_GAP, len(order) - 1) + 1):
+        first, second = np.arange(len(order) - shift), np.arange(shift, len(order))
+        head = np.linalg.norm(rigid[second] - rigid[first], axis=2).mean(axis=1)
+        keep = ((video_ids[first] == video_ids[second]) & (frame_ids[second] - frame_ids[first] <= MAX_FRAME_GAP)
+                & (head <= MAX_HEAD_MOTION * crop_size)
+                & (np.abs(change_aus[second] - change_aus[first]).sum(axis=1) >= MIN_AU_CHANGE))  # fmt: skip
+        pairs.append(np.stack([order[first[keep]], order[second[keep]]], axis=1))
+    forward = np.concatenate(pairs)
+    return np.concatenate([forward, forward[:, ::-1]])
+
+
+class FramePairDataset(Dataset[FramePair]):
+    """Pairs of frames of one video (:func:`frame_pairs`) from a ``defgan-annotate`` folder: what a face looks
+    like after an expression change, beside what it looked like before. Texture pretraining
+    (:func:`defgan_hf.objective.texture_pretraining_objective`) warps the first frame by the landmarks' own
+    motion and asks the texture generator for what the warp could not bring: the inside of an opening mouth,
+    teeth, a closing lid.
+
+    Items are :class:`FramePair`; both frames are flipped left-right together (probability 0.5).
+    """
+
+    def __init__(self, image_dir: str | Path, files: list[str], landmarks: np.ndarray, aus: np.ndarray,
+                 crop_size: int, resolution: int = 128, flip: bool = True) -> None:  # fmt: skip
+        """
+        Args:
+            image_dir: folder the crop keys ``files`` are relative to.
+            files, landmarks, aus, crop_size: as :func:`frame_pairs` takes them.
+            resolution: side of the square images returned (landmarks are rescaled to it).
+            flip: randomly mirror both frames of a pair left-right.
+
+        Raises:
+            EmptyDatasetError: if no two frames pair; the message says why frames pair.
+        """
+        self.image_dir, self.files, self.resolution, self.flip = Path(image_dir), files, resolution, flip
+        self.pairs = frame_pairs(files, landmarks, aus, crop_size)
+        if len(self.pairs) == 0:
+            raise EmptyDatasetError(
+                f"No two of the {len(files)} faces in {self.image_dir} are frames of one video (crops named "
+                f"folder/frame_<index>.png, as defgan-annotate names a video's frames) at most {MAX_FRAME_GAP} "
+                f"frames apart, with the head still and the expression changing: annotate videos of faces."
+            )
+        self.landmarks = torch.from_numpy((landmarks.astype(np.float32) + 0.5) * (resolution / crop_size) - 0.5)
+        self.aus = torch.from_numpy(aus.astype(np.float32))
+        logger.info("%s from %s", _count(len(self.pairs), "frame pair"), self.image_dir)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | Path, resolution: int = 128, flip: bool = True) -> FramePairDataset:
+        """The frame pairs of a ``defgan-annotate`` folder (``imgs/``, ``aus.csv``, ``landmarks.csv``).
+
+        Raises:
+            FileNotFoundError: if the folder has no ``landmarks.csv``.
+            EmptyDatasetError: if no two frames pair.
+        """
+        from .motion import read_motion_data  # the motion model's reader: faces with AUs and landmarks
+
+        data = read_motion_data(data_dir)
+        return cls(Path(data_dir) / IMAGE_FOLDER, data.files, data.landmarks, data.aus, data.crop_size,
+                   resolution=resolution, flip=flip)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> FramePair:
+        mirrored = bool(self.flip and torch.rand(()) < 0.5)
+        frames = []
+        for row in self.pairs[index].tolist():
+            image, landmarks = read_face_crop(self.image_dir / self.files[row], self.resolution), self.landmarks[row]
+            if mirrored:
+                image, landmarks = image.flip(-1), landmarks.clone()
+                landmarks[:, 0] = self.resolution - 1 - landmarks[:, 0]
+            frames.append((image, self.aus[row].clone(), landmarks))
+        return FramePair(*frames[0], *frames[1], torch.tensor(mirrored))
+
+
+# ---------------------------------------------------------------------------------------------------
 # Training targets
 
 

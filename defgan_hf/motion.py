@@ -325,10 +325,28 @@ class MotionModel(nn.Module, HubModel):
             ``(N, S, S, 2)`` grid in the convention of :mod:`defgan_hf.warp`; the identity grid, exactly,
             where ``target = source``.
         """
-        size = self.image_size
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
         motion = _mirror(self.landmark_motion(source_aus.to(points), target_aus.to(points)), mirrored)
-        to_unit = 2.0 / (size - 1)
+        return self.landmark_grid(points, motion, resolution)
+
+    def landmark_grid(self, landmarks: torch.Tensor, motion: torch.Tensor, resolution: int = 32) -> torch.Tensor:
+        """The grid that moves each landmark by ``motion``, drawn as :meth:`grid` draws an edit's: the backward
+        offset ``−d`` at ``l + d``, a thin-plate spline through them and zero on the border, bounded and faded.
+
+        :meth:`grid` passes the motion of an AU change; texture pretraining
+        (:func:`defgan_hf.objective.texture_pretraining_objective`) the motion between two frames of a video.
+
+        Args:
+            landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
+            motion: ``(N, ≥num_landmarks, 2)`` each landmark's displacement in pixels, ``(x, y)``.
+            resolution: side of the lattice the spline is evaluated on.
+
+        Returns:
+            ``(N, S, S, 2)`` grid in the convention of :mod:`defgan_hf.warp`; the identity grid where ``motion`` is 0.
+        """
+        points = landmarks[:, : self.num_landmarks].to(self.displacements)
+        motion = motion[:, : self.num_landmarks].to(points)
+        to_unit = 2.0 / (self.image_size - 1)
         destinations = points * to_unit - 1.0 + motion * to_unit
         # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.
         offsets = self._dense(_spline_lattice(destinations.double(), -motion.double(), resolution, self.smoothing))

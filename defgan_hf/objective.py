@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .losses import (
@@ -31,6 +32,8 @@ from .losses import (
     mask_regularizer,
     motion_teacher_loss,
 )
+from .data import FramePair
+from .face_regions import changed_region_mask
 from .models import Discriminator
 from .motion import MotionModel
 
@@ -53,6 +56,10 @@ class LossWeights:
     mask_tv: float = 1e-5
     motion_teacher: float = 0.0
     """Not in the paper: the motion teacher's weight (0 leaves it out)."""
+    mask_margin: float = 0.1
+    """Not in the paper, and only in texture pretraining: the mask learns to open where the texture map comes nearer
+    the second frame than the warp by more than this (mean L1 over the colours, on ``[-1, 1]``): the inside of an
+    opening mouth, not the misaligned edges a blurred texture would soften."""
 
 
 @dataclass(frozen=True)
@@ -182,20 +189,96 @@ def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
     if batch.landmarks is None:
         raise ValueError("Motion pretraining needs the faces' landmarks.")
     edit = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks)
-    if edit.au_fields is None:
-        raise ValueError("Motion pretraining needs a deformation generator with per-AU fields (conditioning='change').")
-    with torch.no_grad():
-        teacher = motion_model.au_fields(batch.landmarks, batch.mirrored)
-        motion = teacher.pow(2).sum(dim=(0, 2, 3, 4))  # (K,) each AU's motion over the batch, pixels²
-        moving = motion > 0  # AUs the motion model moves (the others' fields are held to zero, in pixels²)
-    error = (edit.au_fields - teacher).pow(2).sum(dim=(0, 2, 3, 4))
-    relative = torch.where(moving, error / motion.clamp_min(1e-12), error / teacher[:, 0, 0].numel())
     terms = {
-        "pretraining/au_fields": relative.mean(),
+        "pretraining/au_fields": _au_fields_error(edit.au_fields, motion_model, batch.landmarks, batch.mirrored),
         "pretraining/texture": (edit.image - edit.deformed).abs().mean(),
     }
     loss = terms["pretraining/au_fields"] + terms["pretraining/texture"]
     return loss, terms
+
+
+def texture_pretraining_objective(model: nn.Module, pair: FramePair, weights: LossWeights, *, texture_only: bool,
+                                  motion_model: MotionModel | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """Not in the paper: the texture generator learns from two frames of a video what a warp cannot do.
+
+    The first frame is warped by its landmarks' own motion to the second
+    (:meth:`~defgan_hf.motion.MotionModel.landmark_grid`), and the edit from the first frame's AUs to the
+    second's, with that grid, is held to the second frame (L1): where the mouth opens, the warp stretches the
+    lips and the frame shows the dark inside and the teeth; where a lid closes, the warp folds skin and the
+    frame shows the lid. The texture map is held to the second frame in the changed AUs' regions too, weighted by
+    the warp's error there, so that it learns to draw what the warp misses before the mask opens; the mask regularisers (λ ``mask_eye``, ``mask_tv``) keep the
+    texture to where the warp falls short. The mask is also taught, pixel by pixel (binary cross-entropy), to open
+    where the texture map comes nearer the second frame than the warp by ``mask_margin``, and to stay shut where the
+    texture would only blur what the warp misaligned; it stays confined to those regions as in any edit. The
+    deformation generator stays held to the motion model's per-AU fields on the first frame
+    (:func:`motion_pretraining_objective`'s term), so that both networks keep getting a gradient, as
+    distributed training expects. The texture-only ablation, which does not warp, is held to the second frame
+    with its texture alone.
+
+    Args:
+        model: the generators (a :class:`~defgan_hf.DefGAN` with ``conditioning="change"`` deformation
+            generator, or the texture-only ablation; possibly wrapped).
+        pair: a batch of :class:`~defgan_hf.data.FramePair`.
+        weights: the λs of the mask regularisers.
+        texture_only: whether ``model`` has no deformation generator.
+        motion_model: draws the frames' grid and teaches the per-AU fields (not needed with ``texture_only``).
+
+    Returns:
+        The loss, and its terms by name (``texture_pretraining/…``).
+    """
+    terms: dict[str, torch.Tensor] = {}
+    if texture_only:
+        edit = model(pair.source, pair.source_aus, pair.target_aus, pair.source_landmarks)
+    else:
+        if motion_model is None:
+            raise ValueError("Texture pretraining of DefGAN needs a motion model, which draws the frames' grid.")
+        with torch.no_grad():
+            grid = motion_model.landmark_grid(pair.source_landmarks, pair.target_landmarks - pair.source_landmarks)
+        edit = model(pair.source, pair.source_aus, pair.target_aus, pair.source_landmarks, grid)
+        terms["texture_pretraining/au_fields"] = _au_fields_error(edit.au_fields, motion_model, pair.source_landmarks,
+                                                                  pair.mirrored)  # fmt: skip
+    terms["texture_pretraining/reconstruction"] = (edit.image - pair.target).abs().mean()
+    # The texture map is also held to the second frame where the changed AUs act, whatever the mask, each pixel
+    # weighted by how far the warp is from the frame there: through the composition alone it learns only where
+    # the mask is already open (and the mask opens only where it is already better than the warp), and
+    # unweighted it would spend itself on copying the many pixels the warp gets right.
+    region = changed_region_mask(pair.source_landmarks.to(edit.color), pair.source_aus, pair.target_aus,
+                                 edit.color.shape[-1])  # fmt: skip
+    with torch.no_grad():
+        warp_error = (edit.deformed - pair.target).abs().mean(dim=1, keepdim=True)
+        emphasis = region * warp_error
+    terms["texture_pretraining/color"] = ((edit.color - pair.target).abs() * emphasis).sum() / (
+        3 * emphasis.sum()).clamp_min(1e-6)
+    terms["texture_pretraining/mask_regularizer"] = mask_regularizer(edit.mask, weights.mask_eye, weights.mask_tv)
+    # The mask is also told where to open: where the texture map beats the warp by the margin. Through the
+    # composition alone its gradient fades as its sigmoid closes, and it closes on the many pixels that the warp
+    # already gets right before it learns the few that the warp cannot.
+    with torch.no_grad():
+        gain = warp_error - (edit.color - pair.target).abs().mean(dim=1, keepdim=True)
+        wanted = (gain > weights.mask_margin).to(edit.mask)
+    inside = (region > 0).to(edit.mask)
+    selection = F.binary_cross_entropy(edit.mask.float().clamp(1e-6, 1 - 1e-6), wanted.float(), reduction="none")
+    terms["texture_pretraining/mask_selection"] = (selection * inside).sum() / inside.sum().clamp_min(1.0)
+    loss = (terms["texture_pretraining/reconstruction"] + terms["texture_pretraining/color"]
+            + terms["texture_pretraining/mask_regularizer"] + terms["texture_pretraining/mask_selection"])  # fmt: skip
+    if not texture_only:
+        loss = loss + terms["texture_pretraining/au_fields"]
+    return loss, terms
+
+
+def _au_fields_error(au_fields: torch.Tensor | None, motion_model: MotionModel, landmarks: torch.Tensor,
+                     mirrored: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """The per-AU fields' error against the motion model's, each AU's relative to its own motion over the batch
+    (:func:`motion_pretraining_objective`)."""
+    if au_fields is None:
+        raise ValueError("Learning the motion model's per-AU fields needs a deformation generator that has them "
+                         "(conditioning='change').")  # fmt: skip
+    with torch.no_grad():
+        teacher = motion_model.au_fields(landmarks, mirrored)
+        motion = teacher.pow(2).sum(dim=(0, 2, 3, 4))  # (K,) each AU's motion over the batch, pixels²
+        moving = motion > 0  # AUs the motion model moves (the others' fields are held to zero, in pixels²)
+    error = (au_fields - teacher).pow(2).sum(dim=(0, 2, 3, 4))
+    return torch.where(moving, error / motion.clamp_min(1e-12), error / teacher[:, 0, 0].numel()).mean()
 
 
 def _frozen(module: nn.Module) -> Callable[[torch.Tensor], Any]:

@@ -15,9 +15,15 @@ from defgan_hf import NUM_AUS
 from defgan_hf.data import (
     AU_COLUMNS,
     EmptyDatasetError,
+    MAX_HEAD_MOTION,
+    MIN_AU_CHANGE,
+    RIGID_LANDMARKS,
     FaceAUDataset,
+    FramePairDataset,
     augment_face,
     find_data_layout,
+    frame_number,
+    frame_pairs,
     read_au_labels,
     read_split_ids,
     sample_target_aus,
@@ -490,3 +496,50 @@ def test_single_au_targets_change_one_au_and_keep_the_others() -> None:
     assert 16 < one_au.sum() < 48  # the rest are other samples' AUs, which differ in many AUs
     with pytest.raises(ValueError, match="single_au_fraction"):
         sample_target_aus(aus, single_au_fraction=1.5)
+
+
+def test_frame_pairs_join_nearby_frames_of_one_video_where_the_expression_changes_and_the_head_does_not() -> None:
+    files = ["a/frame_000000.png", "a/frame_000010.png", "a/frame_000100.png", "b/frame_000005.png",
+             "photos/p1.png", "photos/p2.png"]  # fmt: skip
+    landmarks = np.zeros((len(files), 478, 2))
+    aus = np.zeros((len(files), NUM_AUS))
+    aus[1, 0] = 0.8  # a/10 smiles after a/0
+    aus[2, 1] = 0.8  # a/100 is too far from both
+    aus[3, 0] = 0.8  # b is another video
+    aus[5, 0] = 0.8  # photos are not frames
+    assert sorted(map(tuple, frame_pairs(files, landmarks, aus, 128).tolist())) == [(0, 1), (1, 0)]
+    assert len(frame_pairs(files, landmarks, np.where(aus > 0, MIN_AU_CHANGE / 2, 0.0), 128)) == 0
+    turned = landmarks.copy()
+    turned[1, list(RIGID_LANDMARKS), 0] += 2 * MAX_HEAD_MOTION * 128
+    assert len(frame_pairs(files, turned, aus, 128)) == 0
+    assert frame_number("v/frame_000042.png") == 42 and frame_number("v/frame_x.png") is None
+
+
+def test_frame_pair_dataset_flips_both_frames_together(tmp_path: Path) -> None:
+    files = ["v/frame_000000.png", "v/frame_000001.png"]
+    (tmp_path / "v").mkdir()
+    rng = np.random.default_rng(0)
+    for file in files:
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / file)
+    landmarks = rng.uniform(0, 15, (1, 478, 2)).repeat(2, axis=0)
+    landmarks[1, 13:15, 1] += 1.0  # the inner lips part; the head stays still
+    aus = np.zeros((2, NUM_AUS))
+    aus[1, 0] = 1.0
+    dataset = FramePairDataset(tmp_path, files, landmarks, aus, crop_size=16, resolution=16)
+    assert len(dataset) == 2
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        pair = dataset[0]
+        mirrored = bool(pair.mirrored)
+        seen.add(mirrored)
+        for image, points, file, row in ((pair.source, pair.source_landmarks, files[0], 0),
+                                         (pair.target, pair.target_landmarks, files[1], 1)):  # fmt: skip
+            crop = read_face_crop(tmp_path / file, 16)
+            assert torch.equal(image, crop.flip(-1) if mirrored else crop)
+            x = 15 - landmarks[row, :, 0] if mirrored else landmarks[row, :, 0]
+            assert np.allclose(points[:, 0].numpy(), x, atol=1e-4)
+        assert torch.equal(pair.target_aus, torch.from_numpy(aus[1]).float())
+    assert seen == {False, True}
+    with pytest.raises(EmptyDatasetError, match="frames of one video"):
+        FramePairDataset(tmp_path, files, landmarks, np.zeros((2, NUM_AUS)), crop_size=16)

@@ -185,3 +185,62 @@ def test_the_generator_objective_computes_no_gradient_for_the_critic():
     assert all(parameter.grad is None for parameter in discriminator.parameters())
     assert all(parameter.grad is not None for parameter in model.texturer.parameters())
     assert any(parameter.grad.abs().sum() > 0 for parameter in model.deformer.parameters())
+
+
+def _opening_mouth_pair():
+    """A pair of 'frames' of one face whose lips part: in the second, a dark gap between the lips, which warping
+    the first by the landmarks' motion cannot bring (it stretches the lips)."""
+    from defgan_hf import AU_NAMES
+    from defgan_hf.data import FramePair
+
+    model, motion, batch = _smile_teaching_case()
+    model.mask_regions = True
+    size = model.image_size
+    landmarks = batch.landmarks
+    parted = landmarks.clone()
+    parted[:, 14, 1] += 3.0  # the inner lower lip drops
+    rows = torch.linspace(0.2, 0.6, size)
+    source = (rows[None, None, :, None] * torch.tensor([1.0, 0.7, 0.6])[None, :, None, None]).repeat(2, 1, 1, size)
+    x, y = landmarks[0, 13].round().long().tolist()
+    source[:, :, y, x - 4 : x + 5] = -0.3  # where the lips meet
+    target = source.clone()
+    gap = (slice(None), slice(None), slice(y, y + 3), slice(x - 4, x + 5))
+    target[gap] = -1.0  # the dark inside of the mouth
+    source_aus, target_aus = torch.zeros(2, 17), torch.zeros(2, 17)
+    target_aus[:, AU_NAMES.index("AU25")] = 0.8
+    pair = FramePair(source.contiguous(), source_aus, landmarks, target, target_aus, parted, batch.mirrored)
+    return model, motion, pair, gap
+
+
+def test_texture_pretraining_teaches_the_texture_what_the_warp_misses_only_where_the_changed_aus_act():
+    """On a fixed pair, the texture darkens the gap the lips open and the mask opens there, while it stays zero
+    outside the mouth's region; both generators get a gradient; the texture-only ablation learns from the same
+    pair without a warp."""
+    from defgan_hf import DefGAN
+    from defgan_hf.face_regions import changed_region_mask
+    from defgan_hf.objective import LossWeights, texture_pretraining_objective
+
+    model, motion, pair, gap = _opening_mouth_pair()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for step in range(50):
+        loss, _ = texture_pretraining_objective(model, pair, LossWeights(), texture_only=False, motion_model=motion)
+        optimizer.zero_grad()
+        loss.backward()
+        if step == 0:
+            assert all(p.grad is not None for p in model.parameters())
+        optimizer.step()
+    grid = motion.landmark_grid(pair.source_landmarks, pair.target_landmarks - pair.source_landmarks)
+    with torch.no_grad():
+        edit = model(pair.source, pair.source_aus, pair.target_aus, pair.source_landmarks, grid)
+    # The warp leaves the gap lip-coloured; the texture darkens it.
+    warp_error = (edit.deformed - pair.target)[gap].abs().mean()
+    assert (edit.image - pair.target)[gap].abs().mean() < 0.5 * warp_error, warp_error
+    assert edit.mask[gap].mean() > 0.5
+    region = changed_region_mask(pair.source_landmarks, pair.source_aus, pair.target_aus, model.image_size)
+    assert edit.mask[region == 0].abs().max() == 0
+
+    texture_only = DefGAN(model.texturer, mask_regions=True)
+    loss, terms = texture_pretraining_objective(texture_only, pair, LossWeights(), texture_only=True)
+    assert "texture_pretraining/au_fields" not in terms and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="needs a motion model"):
+        texture_pretraining_objective(model, pair, LossWeights(), texture_only=False)

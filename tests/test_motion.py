@@ -202,6 +202,20 @@ def test_the_grid_is_batched(motion, data):
         assert torch.allclose(batch[row : row + 1], one, atol=1e-6)
 
 
+def test_the_landmark_grid_shows_each_landmark_where_its_motion_takes_it(motion, data):
+    """The grid between two frames of a video (texture pretraining): the second frame's landmark positions read the
+    first frame where those landmarks were; no motion is the identity grid exactly."""
+    frames = [row for row, file in enumerate(data.files) if "/frame_" in file]
+    first, second = (torch.from_numpy(data.landmarks[[row]]).float() for row in (frames[0], frames[3]))
+    assert (second - first).abs().max() > 1.0, "the face moves between the frames"
+    grid = motion.landmark_grid(first, second - first)
+    for index in (LIP_CORNERS["left"], LOWER_LIP[0], INNER_BROWS["right"], UPPER_LIDS[0]):
+        x, y = second[0, index].round().long().tolist()
+        read_from = (grid[0, y, x] + 1) * (SIZE - 1) / 2
+        assert torch.dist(read_from, first[0, index]) < 1.0, index
+    assert torch.equal(motion.landmark_grid(first, torch.zeros_like(first)), identity_grid(1, SIZE, SIZE))
+
+
 def test_it_ships_in_a_model_folder_and_the_pipeline_loads_it(motion, tmp_path, sample_media):
     from defgan_hf import DefGANPipeline
 

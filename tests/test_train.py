@@ -304,3 +304,32 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
                                 "--motion_pretraining_steps", "2", "--max_train_steps", "3"))  # fmt: skip
     assert refused.returncode != 0 and "needs one with --conditioning change" in refused.stderr
+
+
+def test_texture_pretraining_learns_from_frame_pairs_after_the_motion_in_two_processes(small_motion_set, face_folder,
+                                                                                      tmp_path):  # fmt: skip
+    """Motion pretraining, then texture pretraining on the video's frame pairs, then the adversarial steps, with two
+    processes (every parameter must get a gradient in every step); the texture-only ablation learns from the pairs
+    too; a folder without a video's frames is refused by name."""
+    common = ["--data_dir", str(small_motion_set), *TINY, "--conditioning", "change", "--mask_regions",
+              "--critic_steps", "1"]  # fmt: skip
+    out = tmp_path / "run"
+    result = run(train_command(*common, "--output_dir", str(out), "--motion_pretraining_steps", "2",
+                               "--texture_pretraining_steps", "2", "--frame_pairs", str(small_motion_set),
+                               "--max_train_steps", "5", processes=2))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (out / "model" / "README.md").read_text()
+    for term in ("texture_pretraining/reconstruction", "texture_pretraining/color", "texture_pretraining/au_fields",
+                 "texture_pretraining/mask_selection", "critic/wasserstein"):  # fmt: skip
+        assert term in card, term
+    texture_only = run(train_command(*common, "--output_dir", str(tmp_path / "texture_only"), "--texture_only",
+                                     "--texture_pretraining_steps", "2", "--frame_pairs", str(small_motion_set),
+                                     "--max_train_steps", "2"))  # fmt: skip
+    assert texture_only.returncode == 0, texture_only.stderr[-3000:]
+    assert "texture_pretraining/reconstruction" in (tmp_path / "texture_only" / "model" / "README.md").read_text()
+    no_pairs = run(train_command(*common, "--output_dir", str(tmp_path / "no_pairs"), "--texture_pretraining_steps",
+                                 "2", "--max_train_steps", "2"))  # fmt: skip
+    assert no_pairs.returncode != 0 and "--frame_pairs" in no_pairs.stderr
+    no_video = run(train_command(*common, "--output_dir", str(tmp_path / "no_video"), "--texture_pretraining_steps",
+                                 "2", "--frame_pairs", str(face_folder), "--max_train_steps", "2"))  # fmt: skip
+    assert no_video.returncode != 0 and f"--frame_pairs {face_folder}" in no_video.stderr

@@ -123,7 +123,7 @@ class DefGAN(nn.Module, HubModel):
         return self.texturer.image_size
 
     def forward(self, image: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
-                landmarks: torch.Tensor | None = None) -> DefGANOutput:  # fmt: skip
+                landmarks: torch.Tensor | None = None, grid: torch.Tensor | None = None) -> DefGANOutput:  # fmt: skip
         """
         Args:
             image: ``(N, 3, S, S)`` in ``[-1, 1]``, the face ``I_x``.
@@ -131,6 +131,9 @@ class DefGAN(nn.Module, HubModel):
             target_aus: ``(N, 17)`` in ``[0, 1]``, the wanted expression ``y``.
             landmarks: ``(N, 478, 2)`` the face-mesh landmarks in crop pixels; needed with ``mask_regions``
                 and by a deformation generator with ``landmark_input``.
+            grid: ``(N, S, S, 2)`` a deformation grid to warp with instead of the deformation generator's, or
+                None. Texture pretraining passes the motion between two video frames, so that the texture
+                generator learns what that motion leaves to it; the per-AU fields are still computed.
 
         Raises:
             ValueError: if the model confines its mask to regions, or its deformation generator reads landmarks,
@@ -138,14 +141,17 @@ class DefGAN(nn.Module, HubModel):
         """
         au_fields = None
         if self.deformer is None:
+            if grid is not None:
+                raise ValueError("The texture-only model does not warp: pass no grid.")
             batch_size, _, height, width = image.shape
             grid = identity_grid(batch_size, height, width, image.device, image.dtype)
             deformed = image
         else:
             if self.deformer.conditioning == "change":
                 au_fields = self.deformer.au_fields(image, landmarks)
-                grid = self.deformer.fields_grid(au_fields, target_aus - source_aus)
-            else:
+                if grid is None:
+                    grid = self.deformer.fields_grid(au_fields, target_aus - source_aus)
+            elif grid is None:
                 grid = self.deformer(image, source_aus, target_aus, landmarks)
             deformed = warp(image, grid)
         color, mask = self.texturer(deformed, target_aus, source_aus)
