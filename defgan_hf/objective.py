@@ -6,7 +6,8 @@ by GANimation's batch of 25, see :mod:`defgan_hf.losses`); :func:`critic_objecti
 them. Beside the paper's terms, the generator objective can add the motion teacher (``motion_teacher``): the
 deformation generator's grid against the grid the motion model (:mod:`defgan_hf.motion`) draws through the
 face's landmarks for the same edit; :func:`motion_pretraining_objective`, the objective of the steps before
-the adversarial ones, teaches the motion model's per-AU fields alone.
+the adversarial ones, teaches the motion model's per-AU fields alone, and :func:`texture_pretraining_objective`,
+of the steps after those, teaches the texture generator from pairs of video frames what a warp leaves undone.
 """
 
 from __future__ import annotations
@@ -205,21 +206,25 @@ def texture_pretraining_objective(model: nn.Module, pair: FramePair, weights: Lo
     (:meth:`~defgan_hf.motion.MotionModel.landmark_grid`), and the edit from the first frame's AUs to the
     second's, with that grid, is held to the second frame (L1): where the mouth opens, the warp stretches the
     lips and the frame shows the dark inside and the teeth; where a lid closes, the warp folds skin and the
-    frame shows the lid. The texture map is held to the second frame in the changed AUs' regions too, weighted by
-    the warp's error there, so that it learns to draw what the warp misses before the mask opens; the mask regularisers (λ ``mask_eye``, ``mask_tv``) keep the
-    texture to where the warp falls short. The mask is also taught, pixel by pixel (binary cross-entropy), to open
-    where the texture map comes nearer the second frame than the warp by ``mask_margin``, and to stay shut where the
-    texture would only blur what the warp misaligned; it stays confined to those regions as in any edit. The
-    deformation generator stays held to the motion model's per-AU fields on the first frame
-    (:func:`motion_pretraining_objective`'s term), so that both networks keep getting a gradient, as
-    distributed training expects. The texture-only ablation, which does not warp, is held to the second frame
-    with its texture alone.
+    frame shows the lid. Beside that:
+
+    - the texture map is held to the second frame in the changed AUs' regions, each pixel weighted by the
+      warp's error there, so that it learns to draw what the warp misses before the mask opens;
+    - the mask is taught, pixel by pixel (binary cross-entropy), to open where the texture map comes nearer the
+      second frame than the warp by ``weights.mask_margin``, and to stay shut where texture would only blur
+      what the warp misaligned; the paper's mask regularisers (``mask_eye``, ``mask_tv``) stay, and the mask
+      stays confined to the changed AUs' regions as in any edit;
+    - the deformation generator stays held to the motion model's per-AU fields on the first frame
+      (:func:`motion_pretraining_objective`'s term), so that both networks get a gradient, as distributed
+      training expects.
+
+    The texture-only ablation, which does not warp, is held to the second frame with its texture alone.
 
     Args:
         model: the generators (a :class:`~defgan_hf.DefGAN` with ``conditioning="change"`` deformation
             generator, or the texture-only ablation; possibly wrapped).
         pair: a batch of :class:`~defgan_hf.data.FramePair`.
-        weights: the λs of the mask regularisers.
+        weights: the mask regularisers' λs and the mask's margin.
         texture_only: whether ``model`` has no deformation generator.
         motion_model: draws the frames' grid and teaches the per-AU fields (not needed with ``texture_only``).
 
