@@ -547,6 +547,10 @@ def main(args: argparse.Namespace) -> None:
         pair_loader = accelerator.prepare(torch.utils.data.DataLoader(
             pairs, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
             num_workers=args.dataloader_num_workers))  # fmt: skip
+        if len(pair_loader) == 0:
+            raise SystemExit(f"--frame_pairs {args.frame_pairs}: {len(pairs)} frame pairs are fewer than one batch of "
+                             f"{args.train_batch_size} per process; lower --train_batch_size or add videos.")  # fmt: skip
+        # Drawn at random for every step: a resumed run does not replay the pairs it had seen.
         pair_batches = _endless(pair_loader)
     state = trainer.state
     loader = accelerator.prepare(loader)
