@@ -103,6 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "that of --pretrained_model if it has one, else fitted on --data_dir's landmarks.csv if "
                             "it has one (defgan-annotate writes it), else none. PATH: a model folder or repo with "
                             "motion/, or an annotated folder with landmarks.csv to fit it on.")
+    model.add_argument("--motion_field_step", type=float, default=None, metavar="H",
+                       help="Not in the paper: the motion model's per-AU fields that motion pretraining teaches are "
+                            "the grid of a change of H of one AU, divided by H (one spline per AU, 7x the cost), "
+                            "instead of the tangent at no change (0; the default of a new motion model), which "
+                            "thickens closed lips asked to part. Saved with the motion model.")
     model.add_argument("--texture_only", action="store_true",
                        help="The GANimation ablation: no deformation generator, everything else equal.")
     model.add_argument("--identity_model", choices=["sface", "none"], default="sface",
@@ -182,6 +187,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("motion_pretraining_steps", "texture_pretraining_steps"):
         if getattr(args, name) < 0:
             parser.error(f"--{name} must be at least 0, got {getattr(args, name)}.")
+    if args.motion_field_step is not None and not 0.0 <= args.motion_field_step <= 1.0:
+        parser.error(f"--motion_field_step must be in [0, 1] (AU units), got {args.motion_field_step}.")
     if args.texture_pretraining_steps > 0 and args.frame_pairs is None:
         parser.error("--texture_pretraining_steps learns from pairs of video frames: name a defgan-annotate folder "
                      "of videos with --frame_pairs.")
@@ -237,14 +244,16 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
 
 
 def build_motion_model(args: argparse.Namespace) -> MotionModel | None:
-    """The motion model ``--motion_model`` names (see its help), at ``--resolution``."""
+    """The motion model ``--motion_model`` names (see its help), at ``--resolution``, its per-AU fields drawn with
+    ``--motion_field_step`` where that is given."""
     if args.motion_model == "none":
         return None
+    config = {} if args.motion_field_step is None else {"field_step": args.motion_field_step}
     candidates = [args.pretrained_model, args.data_dir] if args.motion_model == "auto" else [args.motion_model]
     for source in filter(None, candidates):
         if Path(source, LANDMARKS_FILE).is_file():
             try:
-                motion_model = fit_motion_data(read_motion_data(source), image_size=args.resolution)
+                motion_model = fit_motion_data(read_motion_data(source), image_size=args.resolution, **config)
             except ValueError as error:
                 if args.motion_model != "auto":
                     raise SystemExit(f"--motion_model {source}: {error}") from None
@@ -254,7 +263,7 @@ def build_motion_model(args: argparse.Namespace) -> MotionModel | None:
                         ", ".join(motion_model.supported_aus), ", ".join(motion_model.prior_aus) or "none")
             return motion_model
         try:
-            motion_model = MotionModel.from_pretrained(source, subfolder=MOTION_FOLDER)
+            motion_model = MotionModel.from_pretrained(source, subfolder=MOTION_FOLDER, **config)
         except FileNotFoundError:
             continue
         if motion_model.image_size != args.resolution:

@@ -249,15 +249,20 @@ class MotionModel(nn.Module, HubModel):
         smoothing: regularisation of the thin-plate spline (0 interpolates the landmarks exactly; more
             averages neighbouring landmarks that move differently, as the lids do when they close).
         border: the grid fades to zero over this many pixels at the crop's edge.
+        field_step: the change of one AU whose grid :meth:`au_fields` divides by it; 0 for the tangent at no change.
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, num_landmarks: int = NUM_MESH_LANDMARKS,
-                 max_offset: float = 8.0, smoothing: float = 1e-3, border: float = 6.0) -> None:
+                 max_offset: float = 8.0, smoothing: float = 1e-3, border: float = 6.0,
+                 field_step: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         if max_offset <= 0:
             raise ValueError(f"max_offset must be positive (pixels), got {max_offset}.")
+        if not 0.0 <= field_step <= 1.0:
+            raise ValueError(f"field_step must be in [0, 1] (AU units), got {field_step}.")
         self.image_size, self.num_aus, self.num_landmarks = image_size, num_aus, num_landmarks
         self.max_offset, self.smoothing, self.border = max_offset, smoothing, border
+        self.field_step = field_step
         self.register_buffer("displacements", torch.zeros(num_aus, num_landmarks, 2))
         self.register_buffer("mean_landmarks", torch.zeros(num_landmarks, 2))
         self.register_buffer("au_low", torch.zeros(num_aus))
@@ -266,7 +271,8 @@ class MotionModel(nn.Module, HubModel):
 
     @classmethod
     def from_fit(cls, fit: MotionFit, image_size: int = 128, **config: float) -> MotionModel:
-        """The model of a :func:`regress_motion` result (``config``: ``max_offset``, ``smoothing``, ``border``)."""
+        """The model of a :func:`regress_motion` result (``config``: ``max_offset``, ``smoothing``, ``border``,
+        ``field_step``)."""
         model = cls(image_size=image_size, num_aus=len(fit.supported), num_landmarks=fit.mean_landmarks.shape[0],
                     **config)  # fmt: skip
         for name in ("displacements", "mean_landmarks", "au_low", "au_high", "supported"):
@@ -354,11 +360,15 @@ class MotionModel(nn.Module, HubModel):
 
     def au_fields(self, landmarks: torch.Tensor, mirrored: torch.Tensor | None = None,
                   resolution: int = 32) -> torch.Tensor:  # fmt: skip
-        """Each AU's motion on this face, the teacher of :meth:`DeformationGenerator.au_fields`.
+        """Each AU's motion on this face, the teacher of :meth:`DeformationGenerator.au_fields`: the field ``B_k``
+        with ``grid ≈ Id + Σ_k Δ_k B_k`` (no bound, no clamp to the AU's range).
 
-        The grid of :meth:`grid` for a unit change of one AU, linearised (the spline's centres at the
-        landmarks themselves, no bound, no clamp to the AU's range): the field ``B_k`` with
-        ``grid ≈ Id + Σ_k Δ_k B_k`` for small changes.
+        With ``field_step = 0``, the grid of :meth:`grid` linearised at no change: one spline for all AUs, its
+        centres at the landmarks themselves, right for small changes. With ``field_step = h > 0``, the grid of a
+        change of ``h`` of one AU divided by ``h``: one spline per AU, its centres where the landmarks arrive, as
+        in :meth:`grid`. The tangent places each offset where the landmark rests, so a lip that moves about its
+        own thickness reads the pixels of the other lip, and closed lips asked to part thicken instead; the
+        secant parts them (``BENCHMARKS.md``, "Texture pretraining from pairs of video frames").
 
         Args:
             landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
@@ -369,12 +379,20 @@ class MotionModel(nn.Module, HubModel):
             ``(N, num_aus, 2, S, S)`` ``(x, y)`` offsets in pixels per unit change; 0 for AUs that move nothing.
         """
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
-        count = points.shape[0]
-        motion = _mirror(self.displacements.expand(count, -1, -1, -1), mirrored)
-        values = -motion.permute(0, 2, 1, 3).reshape(count, self.num_landmarks, 2 * self.num_aus)
-        centres = points * (2.0 / (self.image_size - 1)) - 1.0
-        fields = self._dense(_spline_lattice(centres.double(), values.double(), resolution, self.smoothing))
-        return fields.to(points).unflatten(1, (self.num_aus, 2))
+        count, size = points.shape[0], self.image_size
+        motion = _mirror(self.displacements.expand(count, -1, -1, -1), mirrored)  # (N, K, L, 2) per unit change
+        to_unit = 2.0 / (size - 1)
+        if self.field_step == 0.0:
+            values = -motion.permute(0, 2, 1, 3).reshape(count, self.num_landmarks, 2 * self.num_aus)
+            lattice = _spline_lattice((points * to_unit - 1.0).double(), values.double(), resolution, self.smoothing)
+            return self._dense(lattice).to(points).unflatten(1, (self.num_aus, 2))
+        moving = self.displacements.flatten(1).any(dim=1).nonzero().flatten().tolist()
+        centres = (points[:, None] + self.field_step * motion[:, moving]) * to_unit - 1.0  # (N, k, L, 2)
+        lattice = _spline_lattice(centres.flatten(0, 1).double(), -motion[:, moving].flatten(0, 1).double(),
+                                  resolution, self.smoothing)  # fmt: skip
+        fields = points.new_zeros(count, self.num_aus, 2, size, size)
+        fields[:, moving] = self._dense(lattice).to(points).unflatten(0, (count, len(moving)))
+        return fields
 
     def _dense(self, lattice: torch.Tensor) -> torch.Tensor:
         """``(N, C, R, R)`` spline values to ``(N, C, S, S)`` offsets, faded to zero at the crop's edge."""
@@ -427,7 +445,7 @@ def thin_plate_spline(centres: torch.Tensor, values: torch.Tensor, points: torch
     count = centres.shape[1]
 
     def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        squared = (a[:, :, None] - b[:, None]).pow(2).sum(-1)
+        squared = torch.cdist(a, b).pow(2)
         return 0.5 * squared * torch.log(squared.clamp_min(1e-12))  # r² log r
 
     affine = torch.cat([centres.new_ones(batch_size, count, 1), centres], dim=2)

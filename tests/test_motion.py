@@ -193,6 +193,30 @@ def test_per_au_fields_are_the_grid_of_a_small_change(motion, face, mirrored):
     assert not fields[0, still].any()
 
 
+def test_secant_fields_are_the_grid_of_a_change_of_their_step_and_part_the_lips(motion, face):
+    """With ``field_step = h`` each AU's field is its grid for a change of ``h``, divided by ``h``; lips part moves the
+    lower lip's landmarks down where they arrive, where the tangent averages the two lips' offsets."""
+    landmarks, aus = face
+    step = 0.8
+    secant = MotionModel(image_size=SIZE, num_landmarks=motion.num_landmarks, max_offset=1000.0, field_step=step)
+    secant.load_state_dict(motion.state_dict())
+    fields = secant.au_fields(landmarks)
+    for name in ("AU12", "AU25"):
+        k = AU_NAMES.index(name)
+        source = torch.zeros_like(aus)
+        target = source.clone()
+        target[0, k] = step
+        offsets = grid_offsets_px(secant.grid(landmarks, source, target))[0].permute(2, 0, 1)
+        assert torch.allclose(step * fields[0, k], offsets, atol=1e-3 * offsets.abs().max()), name
+    k = AU_NAMES.index("AU25")
+    arrived = landmarks[0, LOWER_LIP[0]] + step * motion.displacements[k, LOWER_LIP[0]]
+    x, y = arrived.round().long().tolist()
+    # The lower lip seen where it arrives reads the input where it rested: about its whole motion back up.
+    assert fields[0, k, 1, y, x] < -0.8 * motion.displacements[k, LOWER_LIP[0], 1]
+    with pytest.raises(ValueError, match="field_step"):
+        MotionModel(field_step=1.5)
+
+
 def test_the_grid_is_batched(motion, data):
     landmarks = torch.from_numpy(data.landmarks[:3]).float()
     aus = torch.from_numpy(data.aus[:3]).float()

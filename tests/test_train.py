@@ -291,16 +291,20 @@ def test_the_motion_model_is_fitted_and_saved_with_the_model(face_folder, small_
 
 def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_set, tmp_path):
     """The deformation generator is taught the motion model's fields, then the paper's objective takes over."""
+    from defgan_hf.motion import MotionModel
+
     out = tmp_path / "run"
     result = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(out), *TINY,
                                "--conditioning", "change", "--mask_regions", "--landmark_input", "--motion_pretraining_steps", "2",
-                               "--lambda_motion_teacher", "1", "--max_train_steps", "3", "--critic_steps", "1"))
+                               "--motion_field_step", "0.8", "--lambda_motion_teacher", "1", "--max_train_steps", "3",
+                               "--critic_steps", "1"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     card = (out / "model" / "README.md").read_text()
     for term in ("pretraining/au_fields", "pretraining/texture", "critic/wasserstein", "generator/motion_teacher"):
         assert term in card, term
     model = DefGAN.from_pretrained(out / "model")
     assert model.deformer.conditioning == "change" and model.deformer.landmark_input
+    assert MotionModel.from_pretrained(out / "model", subfolder="motion").field_step == 0.8
     refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
                                 "--motion_pretraining_steps", "2", "--max_train_steps", "3"))  # fmt: skip
     assert refused.returncode != 0 and "needs one with --conditioning change" in refused.stderr
