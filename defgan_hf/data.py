@@ -506,6 +506,13 @@ def augment_face(image: torch.Tensor, generator: torch.Generator | None = None,
     return rgb.clamp(0.0, 1.0) * 2.0 - 1.0, landmarks
 
 
+def mirror_face(image: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A face crop ``(3, S, S)`` flipped left-right, with its landmarks ``(L, 2)`` in crop pixels (a new tensor)."""
+    landmarks = landmarks.clone()
+    landmarks[:, 0] = image.shape[-1] - 1 - landmarks[:, 0]
+    return image.flip(-1), landmarks
+
+
 class FaceItem(NamedTuple):
     """One training face (batched by a DataLoader into the same fields with a batch dimension first).
 
@@ -673,8 +680,7 @@ class FaceAUDataset(Dataset[FaceItem]):
                 continue
             landmarks, mirrored = self.landmarks[position].clone(), bool(self.flip and torch.rand(()) < 0.5)
             if mirrored:
-                image = image.flip(-1)
-                landmarks[:, 0] = self.resolution - 1 - landmarks[:, 0]
+                image, landmarks = mirror_face(image, landmarks)
             if self.augment:
                 image, landmarks = augment_face(image, landmarks=landmarks)
             return FaceItem(image, self.aus[position].clone(), landmarks, torch.tensor(mirrored))
@@ -811,26 +817,26 @@ class FramePairDataset(Dataset[FramePair]):
     """
 
     def __init__(self, image_dir: str | Path, files: list[str], landmarks: np.ndarray, aus: np.ndarray,
-                 crop_size: int, resolution: int = 128, flip: bool = True) -> None:  # fmt: skip
+                 resolution: int = 128, flip: bool = True) -> None:  # fmt: skip
         """
         Args:
             image_dir: folder the crop keys ``files`` are relative to.
-            files, landmarks, aus, crop_size: as :func:`frame_pairs` takes them.
-            resolution: side of the square images returned (landmarks are rescaled to it).
+            files, landmarks, aus: as :func:`frame_pairs` takes them, the landmarks in pixels of ``resolution``.
+            resolution: side of the square images returned.
             flip: randomly mirror both frames of a pair left-right.
 
         Raises:
             EmptyDatasetError: if no two frames pair; the message says why frames pair.
         """
         self.image_dir, self.files, self.resolution, self.flip = Path(image_dir), files, resolution, flip
-        self.pairs = frame_pairs(files, landmarks, aus, crop_size)
+        self.pairs = frame_pairs(files, landmarks, aus, resolution)
         if len(self.pairs) == 0:
             raise EmptyDatasetError(
                 f"No two of the {len(files)} faces in {self.image_dir} are frames of one video (crops named "
                 f"folder/frame_<index>.png, as defgan-annotate names a video's frames) at most {MAX_FRAME_GAP} "
                 f"frames apart, with the head still and the expression changing: annotate videos of faces."
             )
-        self.landmarks = torch.from_numpy((landmarks.astype(np.float32) + 0.5) * (resolution / crop_size) - 0.5)
+        self.landmarks = torch.from_numpy(landmarks.astype(np.float32))
         self.aus = torch.from_numpy(aus.astype(np.float32))
         logger.info("%s from %s", _count(len(self.pairs), "frame pair"), self.image_dir)
 
@@ -844,9 +850,9 @@ class FramePairDataset(Dataset[FramePair]):
         """
         from .motion import read_motion_data  # the motion model's reader: faces with AUs and landmarks
 
-        data = read_motion_data(data_dir)
-        return cls(Path(data_dir) / IMAGE_FOLDER, data.files, data.landmarks, data.aus, data.crop_size,
-                   resolution=resolution, flip=flip)  # fmt: skip
+        data = read_motion_data(data_dir).at_size(resolution)
+        return cls(Path(data_dir) / IMAGE_FOLDER, data.files, data.landmarks, data.aus, resolution=resolution,
+                   flip=flip)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -857,8 +863,7 @@ class FramePairDataset(Dataset[FramePair]):
         for row in self.pairs[index].tolist():
             image, landmarks = read_face_crop(self.image_dir / self.files[row], self.resolution), self.landmarks[row]
             if mirrored:
-                image, landmarks = image.flip(-1), landmarks.clone()
-                landmarks[:, 0] = self.resolution - 1 - landmarks[:, 0]
+                image, landmarks = mirror_face(image, landmarks)
             frames.append((image, self.aus[row].clone(), landmarks))
         return FramePair(*frames[0], *frames[1], torch.tensor(mirrored))
 

@@ -525,7 +525,7 @@ def test_frame_pair_dataset_flips_both_frames_together(tmp_path: Path) -> None:
     landmarks[1, 13:15, 1] += 1.0  # the inner lips part; the head stays still
     aus = np.zeros((2, NUM_AUS))
     aus[1, 0] = 1.0
-    dataset = FramePairDataset(tmp_path, files, landmarks, aus, crop_size=16, resolution=16)
+    dataset = FramePairDataset(tmp_path, files, landmarks, aus, resolution=16)
     assert len(dataset) == 2
     torch.manual_seed(0)
     seen = set()
@@ -542,4 +542,4 @@ def test_frame_pair_dataset_flips_both_frames_together(tmp_path: Path) -> None:
         assert torch.equal(pair.target_aus, torch.from_numpy(aus[1]).float())
     assert seen == {False, True}
     with pytest.raises(EmptyDatasetError, match="frames of one video"):
-        FramePairDataset(tmp_path, files, landmarks, np.zeros((2, NUM_AUS)), crop_size=16)
+        FramePairDataset(tmp_path, files, landmarks, np.zeros((2, NUM_AUS)), resolution=16)
