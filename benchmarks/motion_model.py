@@ -73,7 +73,7 @@ def main() -> None:
         au_regions = [region for region, names in AU_REGIONS.items() if name in names]
         mask = np.any([regions[region] for region in au_regions], axis=0)
         entry = {"regions": au_regions, "supported": bool(model.supported[index]),
-                 "fitted": "yes" if model.supported[index] else "no: too little variation, " + (
+                 "fitted": "yes" if model.supported[index] else f"no: {model.why_not_fitted(name)}, " + (
                      "moves as FACS describes it" if name in model.prior_aus else "moves nothing"),
                  "data_range": [float(model.au_low[index]), float(model.au_high[index])],
                  "r2_regions": r_squared(residuals, actual, mask)}  # fmt: skip

@@ -19,8 +19,10 @@ Fitting (:func:`regress_motion`, :func:`fit_motion_data`) is a linear regression
   turns while it smiles does not teach the smile to turn the head;
 - each AU confined to the landmarks of the face region FACS says it moves (:data:`AU_REGIONS`):
   the other landmarks' motion is explained by the other AUs and the pose, never by this AU;
-- AUs whose range in the data is too small to estimate (:data:`MIN_AU_RANGE`) not fitted to noise: they
-  move as FACS describes them (:data:`FACS_PRIOR`), if it is there, and are reported as such.
+- AUs whose range in the data is too small to estimate (:data:`MIN_AU_RANGE`), or whose range of their own
+  (what the other AUs do not explain) is, not fitted to noise: they move as FACS describes them
+  (:data:`FACS_PRIOR`), if it is there, and are reported as such. Jaw drop (AU26) is such an AU wherever lips
+  part (AU25) is read from the gap between the lips: the jaw opens the gap, so the two move together.
 
 It is a model of a few thousand numbers, fitted in seconds: data-efficient where a network would learn a
 small dataset by heart, and it reads geometry directly, where a critic's AU head reads texture too. It
@@ -47,7 +49,10 @@ from .warp import bounded_offset_grid
 
 MIN_AU_RANGE: float = 0.2
 """An AU whose values in the data span less than this (1st to 99th percentile, on the 0–1 scale) is not
-fitted: its motion would be noise divided by a small number."""
+fitted: its motion would be noise divided by a small number. Nor is one whose own values span less: the
+residuals of its regression on the other fitted AUs (each source centred), for an AU that the data show only
+together with another (in the motion model's videos jaw drop, 0.17, beside lips part) would split their shared
+motion between them at random."""
 
 SATURATING_AUS: tuple[str, ...] = ("AU45",)
 """AUs whose motion stops at the strongest the data showed (its 99th percentile): the lids of the data's
@@ -58,11 +63,13 @@ FACS_PRIOR: dict[str, tuple[str, tuple[float, float]]] = {
     "AU14": ("lip corners", (0.05, -0.03)),  # the corners tighten, drawn back and a little up
     "AU15": ("lip corners", (0.02, 0.10)),  # the corners are pulled down
     "AU20": ("lip corners", (0.12, 0.03)),  # the lips stretch sideways, the corners a little down
+    "AU26": ("jaw", (0.0, 0.14)),  # the jaw drops, carrying the lower lip and the chin down
 }
 """What FACS says an AU does at full intensity, for the AUs a data set may hold too little of to fit
-(expressions that posed and everyday faces rarely show): the part it moves and ``(outward, down)``, in eye
-distances. The part moves by that much, and the landmarks of the AU's region near it by less
-(:func:`facs_prior_displacements`)."""
+(expressions that posed and everyday faces rarely show, or show only with another AU): the part it moves and
+``(outward, down)``, in eye distances. The part moves by that much, and the landmarks of the AU's region near
+it by less (:func:`facs_prior_displacements`). The jaw's 0.14 is how far the chin drops per unit of jaw drop in
+the motion model's videos when lips part is kept off the chin."""
 
 RIDGE: float = 1.0
 """Ridge penalty of the regression (AU units, summed over faces): a guard for nearly collinear AUs."""
@@ -135,7 +142,8 @@ def regress_motion(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sou
         ridge: ridge penalty.
         min_au_range: see :data:`MIN_AU_RANGE`.
         left_out: AUs not fitted whatever their range, nor given FACS's motion (to measure what each AU explains).
-        facs_prior: give the AUs that are not fitted for too little variation FACS's motion (:data:`FACS_PRIOR`).
+        facs_prior: give the AUs that are not fitted for too little variation, or too little of their own, FACS's
+            motion (:data:`FACS_PRIOR`), and fit the others on what that motion leaves.
 
     Raises:
         ValueError: on mismatched lengths, or fewer faces than unknowns.
@@ -156,7 +164,13 @@ def regress_motion(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sou
 
     centred_landmarks = _centred_per_source(landmarks.reshape(count, -1), sources).reshape(landmarks.shape)
     centred_aus = _centred_per_source(aus, sources)
+    supported = _with_range_of_their_own(centred_aus, supported, min_au_range)
     centred_pose = _centred_per_source(_pose_features(pose), sources)
+    # The AUs not fitted move as FACS says; the motion that says they did in the data is not fitted again
+    # (otherwise lips part, read from the same gap as jaw drop, would carry the jaw's drop once more).
+    prior = ~supported & ~np.isin(AU_NAMES, list(left_out)) & np.isin(AU_NAMES, list(FACS_PRIOR)) & facs_prior
+    prior_displacements = facs_prior_displacements(mean_landmarks, np.asarray(AU_NAMES)[prior])
+    centred_landmarks = centred_landmarks - np.einsum("nk,kld->nld", centred_aus[:, prior], prior_displacements[prior])
     # Which (supported) AUs may move each landmark; landmarks with the same set share one design matrix.
     acting = np.zeros((NUM_AUS, NUM_MESH_LANDMARKS), dtype=bool)
     for region, names in AU_REGIONS.items():
@@ -176,9 +190,34 @@ def regress_motion(landmarks: np.ndarray, aus: np.ndarray, pose: np.ndarray, sou
         for row, au in enumerate(au_indices):
             displacements[au, members] = coefficients[row]
         pose_coefficients[:, members] = coefficients[len(au_indices):]
-    prior = ~supported & ~np.isin(AU_NAMES, list(left_out)) & np.isin(AU_NAMES, list(FACS_PRIOR)) & facs_prior
-    displacements[prior] = facs_prior_displacements(mean_landmarks, np.asarray(AU_NAMES)[prior])[prior]
+    displacements[prior] = prior_displacements[prior]
     return MotionFit(displacements, pose_coefficients, mean_landmarks, au_low, au_high, supported, prior)
+
+
+def _with_range_of_their_own(centred_aus: np.ndarray, supported: np.ndarray, min_au_range: float) -> np.ndarray:
+    """The AUs of ``supported`` whose own range is at least ``min_au_range``: the 1st-to-99th-percentile span of their
+    residual on the other AUs kept. The AU with the least of its own goes first, then the others are measured again
+    without it (two AUs the data show together each have little of their own; the one with more keeps it).
+
+    Args:
+        centred_aus: ``(N, 17)`` AUs, each source's mean removed.
+        supported: ``(17,)`` bool, the AUs to consider.
+
+    Returns:
+        ``(17,)`` bool.
+    """
+    kept = supported.copy()
+    while kept.any():
+        ranges = np.full(len(kept), np.inf)
+        for k in np.flatnonzero(kept):
+            others = centred_aus[:, kept & (np.arange(len(kept)) != k)]
+            residual = centred_aus[:, k] - others @ np.linalg.lstsq(others, centred_aus[:, k], rcond=None)[0]
+            ranges[k] = np.percentile(residual, 99) - np.percentile(residual, 1)
+        weakest = int(np.argmin(ranges))
+        if ranges[weakest] >= min_au_range:
+            break
+        kept[weakest] = False
+    return kept
 
 
 def facs_prior_displacements(landmarks: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -187,7 +226,10 @@ def facs_prior_displacements(landmarks: np.ndarray, names: Sequence[str]) -> np.
     The part moves by the prior's ``(outward, down)`` times the eye distance: the lip corners, each
     outward from the mouth's middle, the other landmarks of the AU's region by a Gaussian weight of their
     distance to the nearer corner (width a quarter of the mouth's); the upper lids' edge, the middle of the
-    lid fully and less toward the eye's corners (a parabola, 0 at the corners).
+    lid fully and less toward the eye's corners (a parabola, 0 at the corners); the jaw, every landmark of the
+    AU's region below the line between the lips' corners (the lower lip, the chin), fully from a twentieth of an
+    eye distance below it and on the face's middle, less toward the jaw's angles (a Gaussian of the distance from
+    the middle, width the mouth's), which are nearer the hinge.
 
     Args:
         landmarks: ``(≥468, 2)`` a face's landmarks in crop pixels (the mean face of a fit).
@@ -216,6 +258,14 @@ def facs_prior_displacements(landmarks: np.ndarray, names: Sequence[str]) -> np.
                 centre, half_width = corners[:, 0].mean(), abs(corners[1, 0] - corners[0, 0]) / 2
                 weight = np.clip(1.0 - ((points[lid, 0] - centre) / half_width) ** 2, 0.0, 1.0)
                 motion[lid] = np.array([np.sign(centre - middle) * outward, down]) * (unit * weight[:, None])
+        elif part == "jaw":
+            corners = points[list(LIP_CORNERS)]
+            slope = (corners[1, 1] - corners[0, 1]) / (corners[1, 0] - corners[0, 0])
+            below = points[:, 1] - (corners[0, 1] + slope * (points[:, 0] - corners[0, 0]))
+            width = np.linalg.norm(corners[1] - corners[0])
+            weight = (np.clip(below / (0.05 * unit), 0.0, 1.0)
+                      * np.exp(-(((points[:, 0] - corners[:, 0].mean()) / width) ** 2)))  # fmt: skip
+            motion = np.stack([np.zeros(len(points)), np.full(len(points), down)], axis=1) * (unit * weight[:, None])
         else:
             raise ValueError(f"FACS_PRIOR names an unknown part {part!r} for {name}.")
         inside = np.any([regions[region] for region, acting in AU_REGIONS.items() if name in acting], axis=0)
@@ -289,6 +339,15 @@ class MotionModel(nn.Module, HubModel):
         """The AUs not fitted that move as FACS describes them (:data:`FACS_PRIOR`); the others not fitted move nothing."""
         moving = self.displacements.flatten(1).any(dim=1).tolist()
         return [name for name, fitted, moves in zip(AU_NAMES, self.supported.tolist(), moving) if moves and not fitted]
+
+    def why_not_fitted(self, name: str) -> str:
+        """Why AU ``name`` was not fitted, in words; ``""`` if it was."""
+        index = AU_NAMES.index(name)
+        if self.supported[index]:
+            return ""
+        if float(self.au_high[index] - self.au_low[index]) >= MIN_AU_RANGE:
+            return "too little variation of its own (the data show it with other AUs)"
+        return "too little variation"
 
     def au_motion(self, name: str) -> torch.Tensor:
         """``(num_landmarks, 2)`` pixels: every landmark's motion in an edit of AU ``name`` from 0 to 1, the others kept."""
@@ -564,12 +623,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     model.save_pretrained(args.out, subfolder=MOTION_FOLDER)
-    not_fitted = {name: f"{name} (range {low:.2f}–{high:.2f})" for name, low, high, ok in
+    not_fitted = {name: f"{name} (range {low:.2f}–{high:.2f}: {model.why_not_fitted(name)})" for name, low, high, ok in
                   zip(AU_NAMES, model.au_low.tolist(), model.au_high.tolist(), model.supported.tolist()) if not ok}  # fmt: skip
     prior = model.prior_aus
     still = [text for name, text in not_fitted.items() if name not in prior]
     print(f"Fitted on {len(data.files)} faces from {len(set(data.sources.tolist()))} sources; wrote "
-          f"{args.out / MOTION_FOLDER}. AUs fitted: {', '.join(model.supported_aus)}. Too little variation in the "
-          f"data, moved as FACS describes them: {', '.join(not_fitted[name] for name in prior) or 'none'}; "
+          f"{args.out / MOTION_FOLDER}. AUs fitted: {', '.join(model.supported_aus)}. Not fitted, moved as FACS "
+          f"describes them: {', '.join(not_fitted[name] for name in prior) or 'none'}; "
           f"moving nothing: {', '.join(still) or 'none'}.", file=sys.stderr)  # fmt: skip
     return 0

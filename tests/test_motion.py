@@ -18,6 +18,8 @@ from defgan_hf.warp import grid_offsets_px, identity_grid, warp
 # Face-mesh indices (left and right as seen in the image).
 LIP_CORNERS = {"left": 61, "right": 291}
 LOWER_LIP = (14, 17, 84, 314)
+UPPER_LIP = (0, 13, 37, 267, 82, 312)
+CHIN = 152
 BROWS = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300)
 INNER_BROWS = {"left": 107, "right": 336}
 UPPER_LIDS = (159, 158, 160, 386, 385, 387)
@@ -99,14 +101,39 @@ def test_aus_the_data_cannot_support_are_reported_and_move_as_facs_says_or_not_a
     assert not left_out.prior[index] and not left_out.displacements[index].any()
 
 
+def test_an_au_the_data_show_only_with_another_moves_as_facs_says_and_is_not_fitted_twice(data):
+    """Jaw drop read as lips part plus a little noise has a range but none of its own: it is not fitted and moves
+    as FACS says. Landmarks that move only as that prior says leave lips part, beside it, nothing to fit."""
+    k25, k26 = AU_NAMES.index("AU25"), AU_NAMES.index("AU26")
+    aus = data.aus.copy()
+    noise = np.random.default_rng(0).uniform(0, MIN_AU_RANGE / 4, len(aus))
+    aus[:, k26] = np.clip(aus[:, k25] + noise, 0.0, 1.0)
+    assert np.ptp(aus[:, k26]) > MIN_AU_RANGE and np.ptp(aus[:, k25]) > MIN_AU_RANGE
+    fit = regress_motion(data.landmarks, aus, data.pose, data.sources)
+    assert not fit.supported[k26] and fit.prior[k26] and fit.supported[k25]
+    model = MotionModel.from_fit(fit, image_size=SIZE)
+    assert "of its own" in model.why_not_fitted("AU26") and model.why_not_fitted("AU25") == ""
+
+    # Each person's mean face, moved by the jaw's prior as far as each frame's jaw drop differs from the person's mean.
+    rest = {source: data.landmarks[data.sources == source, :NUM_MESH_LANDMARKS].mean(axis=0) for source in set(data.sources)}
+    jaw = facs_prior_displacements(np.mean(list(rest.values()), axis=0), ["AU26"])[k26]
+    drop = {source: aus[data.sources == source, k26].mean() for source in rest}
+    landmarks = np.stack([rest[source] + (value - drop[source]) * jaw for source, value in zip(data.sources, aus[:, k26])])
+    only_jaw = regress_motion(landmarks, aus, data.pose, data.sources)
+    assert np.abs(only_jaw.displacements[k26] - jaw).max() < 1e-4
+    assert np.abs(only_jaw.displacements[k25]).max() < 0.05 * np.abs(jaw).max()
+
+
 def test_the_facs_prior_moves_what_facs_says(motion):
     """Whatever the data holds of them, the prior's motion: lip corners down (AU15) and outward (AU20),
-    upper lids up (AU05), each within its region."""
+    upper lids up (AU05), the jaw with the lower lip and chin down (AU26), each within its region."""
     prior = facs_prior_displacements(motion.mean_landmarks.numpy(), list(FACS_PRIOR))
-    au15, au20, au05 = (prior[AU_NAMES.index(name)] for name in ("AU15", "AU20", "AU05"))
+    au15, au20, au05, au26 = (prior[AU_NAMES.index(name)] for name in ("AU15", "AU20", "AU05", "AU26"))
     assert np.all(au15[list(LIP_CORNERS.values()), 1] > 2.0)
     assert au20[LIP_CORNERS["left"], 0] < -2.0 and au20[LIP_CORNERS["right"], 0] > 2.0
     assert au05[list(UPPER_LIDS), 1].max() < -1.0
+    assert np.all(au26[list(LOWER_LIP) + [CHIN], 1] > 2.0) and not au26[:, 0].any()
+    assert not au26[list(UPPER_LIP)].any(), "the upper lip stays with the skull"
     assert not prior[AU_NAMES.index("AU12")].any()
 
 
