@@ -51,7 +51,7 @@ MIN_AU_RANGE: float = 0.2
 """An AU whose values in the data span less than this (1st to 99th percentile, on the 0–1 scale) is not
 fitted: its motion would be noise divided by a small number. Nor is one whose own values span less: the
 residuals of its regression on the other fitted AUs (each source centred), for an AU that the data show only
-together with another (in the motion model's videos jaw drop, 0.17, beside lips part) would split their shared
+together with another (in the motion model's videos jaw drop, 0.175, beside lips part) would split their shared
 motion between them at random."""
 
 SATURATING_AUS: tuple[str, ...] = ("AU45",)
