@@ -175,6 +175,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights.add_argument("--lambda_motion_teacher", type=float, default=0.0,
                          help="Not in the paper: weight of the motion teacher, the deformation grid against the "
                               "motion model's grid for the same face and edit (pixels²; needs landmarks.csv).")
+    weights.add_argument("--lambda_mouth_interior", type=float, default=0.0,
+                         help="Not in the paper, motion pretraining only: where the edit opens the mouth (the lips' "
+                              "inner edge moved by the motion model), the texture generator is taught the inside of a "
+                              "mouth and its mask to open there, with this weight (0 leaves it out; needs "
+                              "landmarks.csv).")
     weights.add_argument("--lambda_mask_margin", type=float, default=0.1,
                          help="Not in the paper, texture pretraining only: the mask learns to open where the texture "
                               "map beats the warp by more than this (mean L1 over the colours, on [-1, 1]).")
@@ -456,7 +461,8 @@ class Trainer:
         if self.motion_model is None:
             raise RuntimeError("motion pretraining needs the trainer's motion model")
         return self._update(self.generator_optimizer, self.model, batches, "pretraining/total",
-                            lambda batch: motion_pretraining_objective(self.model, batch, self.motion_model))
+                            lambda batch: motion_pretraining_objective(self.model, batch, self.motion_model,
+                                                                       self.weights.mouth_interior))  # fmt: skip
 
     def texture_pretraining_step(self, pairs: list[FramePair]) -> dict[str, torch.Tensor]:
         """One update of the generators on :func:`~defgan_hf.objective.texture_pretraining_objective`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .aus import AU_NAMES, AU_REGIONS
 
@@ -114,6 +115,58 @@ def changed_region_mask(landmarks: torch.Tensor, source_aus: torch.Tensor, targe
         opening = (change[:, [AU_NAMES.index(name) for name in names]].sum(dim=1) / FULL_CHANGE).clamp(max=1.0)
         mask = torch.maximum(mask, opening[:, None] * disc)
     return mask.reshape(-1, 1, size, size)
+
+
+INNER_LIPS: tuple[int, ...] = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+"""The inner edge of the lips, once around the mouth's opening: the upper lip from its left corner to its right,
+then the lower lip back (face-mesh indices, left as seen in the image)."""
+
+
+def _inside(points: torch.Tensor, polygon: torch.Tensor) -> torch.Tensor:
+    """Whether each point lies inside the polygon (even-odd rule).
+
+    Args:
+        points: ``(N, P, 2)``.
+        polygon: ``(N, V, 2)`` vertices in order.
+
+    Returns:
+        ``(N, P)`` bool.
+    """
+    start, end = polygon[:, None], polygon.roll(-1, dims=1)[:, None]  # (N, 1, V, 2)
+    x, y = points[..., 0:1], points[..., 1:2]  # (N, P, 1)
+    straddles = (start[..., 1] > y) != (end[..., 1] > y)
+    height = torch.where(end[..., 1] == start[..., 1], torch.ones_like(end[..., 1]), end[..., 1] - start[..., 1])
+    crossing = start[..., 0] + (y - start[..., 1]) * (end[..., 0] - start[..., 0]) / height
+    return ((straddles & (x < crossing)).sum(dim=-1) % 2) == 1
+
+
+def opened_mouth_mask(landmarks: torch.Tensor, moved_landmarks: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Where an edit opens the mouth: pixels of the edited crop inside the lips' inner edge as the edit moves it,
+    that the warp fills from outside that edge in the input (from the lips, not from a mouth already open).
+
+    A warp can only stretch the lips over such pixels; the inside of a mouth is dark (the teacher of the texture
+    generator, :func:`defgan_hf.objective.motion_pretraining_objective`).
+
+    Args:
+        landmarks: ``(N, ≥468, 2)`` the face's landmarks in pixels of the crop.
+        moved_landmarks: ``(N, ≥468, 2)`` where the edit takes them.
+        grid: ``(N, S, S, 2)`` the edit's warp (:mod:`defgan_hf.warp`'s convention): where each pixel reads the input.
+
+    Returns:
+        ``(N, 1, S, S)`` in ``{0, 1}``; 0 everywhere where the landmarks do not move, and where the opening is less
+        than 3 px wide.
+    """
+    count, size = grid.shape[0], grid.shape[1]
+    coordinates = torch.arange(size, dtype=grid.dtype, device=grid.device)
+    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
+    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1).expand(count, -1, -1)  # (x, y)
+    sources = (grid.reshape(count, -1, 2) + 1.0) * (size - 1) / 2.0
+    opened = _inside(pixels, moved_landmarks[:, list(INNER_LIPS)].to(grid)) & ~_inside(
+        sources, landmarks[:, list(INNER_LIPS)].to(grid))
+    # Slivers under 3 px wide are where the warp and the moved edge disagree by a pixel along a mouth already
+    # open (its teeth, its lips), not an opening: a morphological opening drops them.
+    opened = opened.reshape(count, 1, size, size).to(grid.dtype)
+    return F.max_pool2d(-F.max_pool2d(-opened, 3, stride=1, padding=1), 3, stride=1, padding=1)
 
 
 LANDMARK_SIGMA: float = 0.02

@@ -391,8 +391,17 @@ class MotionModel(nn.Module, HubModel):
             where ``target = source``.
         """
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
-        motion = _mirror(self.landmark_motion(source_aus.to(points), target_aus.to(points)), mirrored)
-        return self.landmark_grid(points, motion, resolution)
+        return self.landmark_grid(points, self.edit_motion(source_aus.to(points), target_aus.to(points), mirrored),
+                                  resolution)  # fmt: skip
+
+    def edit_motion(self, source_aus: torch.Tensor, target_aus: torch.Tensor,
+                    mirrored: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """:meth:`landmark_motion` on faces that may be flipped left-right (``mirrored`` as :meth:`grid` takes it).
+
+        Returns:
+            ``(N, num_landmarks, 2)`` pixels of the crop, ``(x, y)``.
+        """
+        return _mirror(self.landmark_motion(source_aus, target_aus), mirrored)
 
     def landmark_grid(self, landmarks: torch.Tensor, motion: torch.Tensor, resolution: int = 32) -> torch.Tensor:
         """The grid that moves each landmark by ``motion``, drawn as :meth:`grid` draws an edit's: the backward

@@ -34,7 +34,7 @@ from .losses import (
     motion_teacher_loss,
 )
 from .data import FramePair
-from .face_regions import changed_region_mask
+from .face_regions import changed_region_mask, opened_mouth_mask
 from .models import Discriminator
 from .motion import MotionModel
 
@@ -57,6 +57,9 @@ class LossWeights:
     mask_tv: float = 1e-5
     motion_teacher: float = 0.0
     """Not in the paper: the motion teacher's weight (0 leaves it out)."""
+    mouth_interior: float = 0.0
+    """Not in the paper, and only in motion pretraining: weight of the texture generator's teacher where the edit
+    opens the mouth (:func:`motion_pretraining_objective`; 0 leaves it out)."""
     mask_margin: float = 0.1
     """Not in the paper, and only in texture pretraining: the mask learns to open where the texture map comes nearer
     the second frame than the warp by more than this (mean L1 over the colours, on ``[-1, 1]``): the inside of an
@@ -164,8 +167,14 @@ def generator_objective(model: nn.Module, discriminator: Discriminator, batch: E
     return loss, terms
 
 
-def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
-                                 motion_model: MotionModel) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+MOUTH_INTERIOR_RGB: tuple[int, int, int] = (58, 18, 16)
+"""The inside of an open mouth, 0–255: the mean of the darker half of the pixels within the lips' inner edge
+(:data:`~defgan_hf.face_regions.INNER_LIPS`) in 166 crops with lips part above 0.7 of the default model's motion
+videos: the mouth's shadow, not its teeth or tongue."""
+
+
+def motion_pretraining_objective(model: nn.Module, batch: EditBatch, motion_model: MotionModel,
+                                 mouth_interior: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
     """Not in the paper: the objective of the first steps, before the adversarial one.
 
     The deformation generator regresses the motion model's per-AU fields on each face
@@ -178,11 +187,19 @@ def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
     is held to the motion-only edit ``I*_y`` (L1): the texture generator learns to add nothing meanwhile,
     and every parameter gets a gradient, as distributed training expects.
 
+    With ``mouth_interior > 0`` the texture generator also learns the one thing these faces' geometry says a
+    warp cannot do: where the edit opens the mouth (:func:`~defgan_hf.face_regions.opened_mouth_mask`, the lips'
+    inner edge moved by the motion model, less what the warp fills from a mouth already open), the edit is held
+    to the inside of a mouth (:data:`MOUTH_INTERIOR_RGB`) instead of ``I*_y``, which there shows the lips
+    stretched over it, and the mask is taught (binary cross-entropy, weight ``mouth_interior``) to open there and
+    only there within the changed AUs' regions.
+
     Args:
         model: the generators (a :class:`~defgan_hf.DefGAN` with a ``conditioning="change"`` deformation
             generator, possibly wrapped).
         batch: the micro-batch, with landmarks.
         motion_model: the teacher.
+        mouth_interior: weight of the mask's lesson where the mouth opens (0: none, and no mouth interior).
 
     Returns:
         The loss, and its terms by name (``pretraining/…``).
@@ -190,11 +207,22 @@ def motion_pretraining_objective(model: nn.Module, batch: EditBatch,
     if batch.landmarks is None:
         raise ValueError("Motion pretraining needs the faces' landmarks.")
     edit = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks)
-    terms = {
-        "pretraining/au_fields": _au_fields_error(edit.au_fields, motion_model, batch.landmarks, batch.mirrored),
-        "pretraining/texture": (edit.image - edit.deformed).abs().mean(),
-    }
+    terms = {"pretraining/au_fields": _au_fields_error(edit.au_fields, motion_model, batch.landmarks, batch.mirrored)}
+    wanted = edit.deformed
+    if mouth_interior > 0:
+        with torch.no_grad():
+            landmarks = batch.landmarks[:, : motion_model.num_landmarks].to(edit.grid)
+            moved = landmarks + motion_model.edit_motion(batch.source_aus, batch.target_aus, batch.mirrored).to(landmarks)
+            opened = opened_mouth_mask(landmarks, moved, edit.grid)
+            region = changed_region_mask(landmarks, batch.source_aus, batch.target_aus, edit.image.shape[-1]) > 0
+        inside = edit.image.new_tensor(MOUTH_INTERIOR_RGB).reshape(1, 3, 1, 1) / 127.5 - 1.0
+        wanted = torch.lerp(edit.deformed, inside.expand_as(edit.deformed), opened)
+        selection = F.binary_cross_entropy(edit.mask.float().clamp(1e-6, 1 - 1e-6), opened.float(), reduction="none")
+        terms["pretraining/mouth_interior"] = (selection * region).sum() / region.sum().clamp_min(1.0)
+    terms["pretraining/texture"] = (edit.image - wanted).abs().mean()
     loss = terms["pretraining/au_fields"] + terms["pretraining/texture"]
+    if mouth_interior > 0:
+        loss = loss + mouth_interior * terms["pretraining/mouth_interior"]
     return loss, terms
 
 

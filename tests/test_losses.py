@@ -173,6 +173,38 @@ def test_motion_pretraining_teaches_the_deformer_and_reaches_every_generator_par
     assert losses[0] > 0.9 and losses[-1] < 0.5, losses
 
 
+def test_motion_pretraining_teaches_the_mask_to_open_where_the_lips_part():
+    """With the mouth-interior teacher, the texture generator learns to paint where the edit opens the mouth, and the
+    edit there comes nearer the inside of a mouth."""
+    from defgan_hf.face_regions import opened_mouth_mask
+    from defgan_hf.objective import MOUTH_INTERIOR_RGB, motion_pretraining_objective
+
+    model, motion, batch = _smile_teaching_case()
+    with torch.no_grad():
+        edit = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks)
+        landmarks = batch.landmarks[:, : motion.num_landmarks]
+        moved = landmarks + motion.edit_motion(batch.source_aus, batch.target_aus, batch.mirrored)
+        opened = opened_mouth_mask(landmarks, moved, edit.grid) > 0
+    assert opened.sum() > 10, "the lips part by pixels"
+    inside = torch.tensor(MOUTH_INTERIOR_RGB).reshape(1, 3, 1, 1) / 127.5 - 1.0
+    optimizer = torch.optim.Adam(model.texturer.parameters(), lr=1e-3)
+    lessons, masks, errors = [], [], []
+    for _ in range(60):
+        loss, terms = motion_pretraining_objective(model, batch, motion, mouth_interior=1.0)
+        lessons.append(terms["pretraining/mouth_interior"].item())
+        edit = model(batch.real, batch.source_aus, batch.target_aus, batch.landmarks)
+        masks.append(edit.mask.detach()[opened].mean().item())
+        errors.append((edit.image.detach() - inside).abs().mean(dim=1, keepdim=True)[opened].mean().item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert lessons[-1] < 0.1 * lessons[0], lessons  # mostly by shutting the mask around the opening
+    assert masks[0] + 0.1 < masks[-1] and masks[-1] > 0.5, masks  # and by opening it there
+    assert errors[-1] < 0.7 * errors[0], errors
+    without, terms = motion_pretraining_objective(model, batch, motion)
+    assert "pretraining/mouth_interior" not in terms
+
+
 def test_the_generator_objective_computes_no_gradient_for_the_critic():
     """The critic is not updated in the generator step: the backward pass reaches the edits through it, not its weights."""
     from defgan_hf import Discriminator

@@ -10,7 +10,7 @@ import torch
 from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.aus import AU_REGIONS
 from defgan_hf.images import image_to_tensor
-from defgan_hf.face_regions import NUM_MESH_LANDMARKS, region_landmarks
+from defgan_hf.face_regions import INNER_LIPS, NUM_MESH_LANDMARKS, opened_mouth_mask, region_landmarks
 from defgan_hf.motion import (FACS_PRIOR, MIN_AU_RANGE, MotionModel, facs_prior_displacements, fit_motion_data, main,
                                read_motion_data, regress_motion)
 from defgan_hf.warp import grid_offsets_px, identity_grid, warp
@@ -320,3 +320,29 @@ def test_a_motion_model_edit_that_asks_for_no_change_returns_the_photo_exactly(m
     for edit in ({"expression": "happy", "intensity": 0.0}, {}):
         assert pipe(photo, motion_model_only=True, **edit).image.tobytes() == photo.tobytes()
     assert pipe(photo, expression="surprise", motion_model_only=True).image.tobytes() != photo.tobytes()
+
+
+def test_the_mouth_opens_where_parted_lips_leave_the_warp_only_lips_to_stretch(motion, face):
+    """The texture teacher's geometry (:func:`opened_mouth_mask`): lips asked to part open a hole that a warp which
+    does not part them (here: none) can only fill with lip; no change opens nothing, nor does a mouth already open
+    that the edit only carries along."""
+    landmarks, aus = face
+    source = aus.clone()
+    target = source.clone()
+    target[:, AU_NAMES.index("AU25")] = (source[:, AU_NAMES.index("AU25")] + 0.8).clamp(max=1.0)
+    points = landmarks[:, :NUM_MESH_LANDMARKS]
+    moved = points + motion.edit_motion(source, target)
+    opened = opened_mouth_mask(points, moved, identity_grid(1, SIZE, SIZE))
+    assert opened.shape == (1, 1, SIZE, SIZE) and opened.sum() > 20
+    x, y = moved[0, list(INNER_LIPS)].mean(dim=0).round().long().tolist()
+    assert opened[0, 0, y, x] == 1, "the middle of the parted lips"
+    assert not opened[0, 0, : SIZE // 2].any(), "nothing above the mouth"
+    assert not opened_mouth_mask(points, points, identity_grid(1, SIZE, SIZE)).any()
+    # A mouth held open, carried 3 px down by the edit, its inside carried with it: nothing opens.
+    open_mouth = points.clone()
+    upper, lower = list(INNER_LIPS[:11]), list(INNER_LIPS[11:])
+    open_mouth[:, upper, 1] -= 3.0
+    open_mouth[:, lower, 1] += 3.0
+    shift = torch.tensor([0.0, 3.0])
+    carried = identity_grid(1, SIZE, SIZE) - shift * 2.0 / (SIZE - 1)
+    assert not opened_mouth_mask(open_mouth, open_mouth + shift, carried).any()
