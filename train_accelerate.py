@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "thickens closed lips asked to part. Saved with the motion model.")
     model.add_argument("--texture_only", action="store_true",
                        help="The GANimation ablation: no deformation generator, everything else equal.")
+    model.add_argument("--freeze_deformer", action="store_true",
+                       help="Train the texture generator alone; the deformation generator keeps its weights (e.g. to "
+                            "teach the texture longer with --lambda_mouth_interior without moving the motion learned).")
     model.add_argument("--identity_model", choices=["sface", "none"], default="sface",
                        help="Face-embedding network for the identity loss; 'none' disables the term.")
     model.add_argument("--generator_width", type=int, default=64)
@@ -197,6 +200,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.texture_pretraining_steps > 0 and args.frame_pairs is None:
         parser.error("--texture_pretraining_steps learns from pairs of video frames: name a defgan-annotate folder "
                      "of videos with --frame_pairs.")
+    if args.freeze_deformer and args.texture_only:
+        parser.error("--freeze_deformer keeps the deformation generator as it is, but --texture_only has none.")
     if args.max_train_steps is None and args.num_epochs < 1:
         parser.error("give --num_epochs ≥ 1 or --max_train_steps.")
     if not Path(args.data_dir).is_dir():
@@ -403,6 +408,8 @@ class Trainer:
         """Build (or load) the networks, their Adam optimisers, and prepare them for ``accelerator``; the loss
         weights from the ``--lambda_*`` flags; ``motion_model`` teaches the deformation generator."""
         model, discriminator = build_models(args)
+        if args.freeze_deformer:
+            model.deformer.requires_grad_(False)  # no gradient, so Adam leaves its weights as they are
         identity_model = build_identity_model(args.identity_model, model.texture_only)
         if identity_model is not None:
             identity_model.to(accelerator.device)

@@ -310,6 +310,28 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     assert refused.returncode != 0 and "needs one with --conditioning change" in refused.stderr
 
 
+def test_the_mouth_interior_can_be_taught_longer_with_the_deformer_frozen(small_motion_set, tmp_path):
+    """Motion pretraining with the mouth-interior teacher, then more of it from that model with the deformation
+    generator frozen: its weights stay as they were, the texture generator's move."""
+    common = ["--data_dir", str(small_motion_set), *TINY, "--conditioning", "change", "--mask_regions",
+              "--landmark_input", "--lambda_mouth_interior", "1", "--motion_pretraining_steps", "2",
+              "--max_train_steps", "2"]  # fmt: skip
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = run(train_command(*common, "--output_dir", str(first)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pretraining/mouth_interior" in (first / "model" / "README.md").read_text()
+    result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(first / "model"),
+                               "--freeze_deformer"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = DefGAN.from_pretrained(first / "model"), DefGAN.from_pretrained(second / "model")
+    for key, value in before.deformer.state_dict().items():
+        assert torch.equal(value, after.deformer.state_dict()[key]), key
+    assert any(not torch.equal(value, after.texturer.state_dict()[key])
+               for key, value in before.texturer.state_dict().items())  # fmt: skip
+    refused = run(train_command(*common, "--output_dir", str(tmp_path / "no"), "--texture_only", "--freeze_deformer"))
+    assert refused.returncode != 0 and "--freeze_deformer" in refused.stderr
+
+
 def test_texture_pretraining_learns_from_frame_pairs_after_the_motion_in_two_processes(small_motion_set, face_folder,
                                                                                       tmp_path):  # fmt: skip
     """Motion pretraining, then texture pretraining on the video's frame pairs, then the adversarial steps, with two
