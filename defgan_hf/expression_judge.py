@@ -64,7 +64,8 @@ class ExpressionJudge:
         left, top = np.round((low + high) / 2 - half).astype(int)
         right, bottom = np.round((low + high) / 2 + half).astype(int)
         grey = image.convert("L")
-        square = Image.new("L", (right - left, bottom - top), int(round(np.asarray(grey)[-2:].mean())))
+        bottom_rows = np.asarray(grey.crop((0, grey.height - 2, grey.width, grey.height)))
+        square = Image.new("L", (right - left, bottom - top), int(round(bottom_rows.mean())))
         square.paste(grey, (-left, -top))
         pixels = np.asarray(square.resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR), dtype=np.float32) / 255.0
         self.interpreter.set_tensor(self.input, ((pixels - 0.5) * 2.0)[None, :, :, None])

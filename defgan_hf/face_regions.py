@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .aus import AU_NAMES, AU_REGIONS
+from .warp import grid_offsets_px
 
 NUM_MESH_LANDMARKS = 468
 """Face-mesh points of the face surface; MediaPipe's points 468–477 are the irises, which no AU moves
@@ -80,12 +81,18 @@ FULL_CHANGE: float = 0.1
 mask is scaled down in proportion, to exactly 0 when none of them changes."""
 
 
+def _pixel_positions(count: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    """``(count, size², 2)`` the ``(x, y)`` position of every pixel of a ``size``-pixel crop, in row-major order
+    (dtype and device of ``like``)."""
+    coordinates = torch.arange(size, dtype=like.dtype, device=like.device)
+    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
+    return torch.stack([columns.flatten(), rows.flatten()], dim=1).expand(count, -1, -1)
+
+
 def _distance_to_seeds(landmarks: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
     """Region of :data:`REGION_SEEDS` → ``(N, size²)``: each crop pixel's distance to the region's nearest seed
     landmark, in pixels (pixels in row-major order; NaN for a face with NaN landmarks)."""
-    coordinates = torch.arange(size, dtype=landmarks.dtype, device=landmarks.device)
-    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
-    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1).expand(landmarks.shape[0], -1, -1)  # (x, y)
+    pixels = _pixel_positions(landmarks.shape[0], size, landmarks)
     return {region: torch.cdist(pixels, landmarks[:, list(seeds)]).min(dim=2).values
             for region, (seeds, _) in REGION_SEEDS.items()}  # fmt: skip
 
@@ -157,10 +164,8 @@ def opened_mouth_mask(landmarks: torch.Tensor, moved_landmarks: torch.Tensor, gr
         than 3 px wide.
     """
     count, size = grid.shape[0], grid.shape[1]
-    coordinates = torch.arange(size, dtype=grid.dtype, device=grid.device)
-    rows, columns = torch.meshgrid(coordinates, coordinates, indexing="ij")
-    pixels = torch.stack([columns.flatten(), rows.flatten()], dim=1).expand(count, -1, -1)  # (x, y)
-    sources = (grid.reshape(count, -1, 2) + 1.0) * (size - 1) / 2.0
+    pixels = _pixel_positions(count, size, grid)
+    sources = pixels + grid_offsets_px(grid).reshape(count, -1, 2)  # where each pixel reads the input
     opened = _inside(pixels, moved_landmarks[:, list(INNER_LIPS)].to(grid)) & ~_inside(
         sources, landmarks[:, list(INNER_LIPS)].to(grid))
     # Slivers under 3 px wide are where the warp and the moved edge disagree by a pixel along a mouth already
