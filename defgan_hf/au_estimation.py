@@ -1,6 +1,7 @@
 """AU estimation: the 17 Action Unit intensities of a detected face, from MediaPipe's blendshapes and landmarks.
 
-Most AUs have a blendshape of the same meaning, a score in ``[0, 1]`` like the AU vector. Four do not:
+Most AUs have a blendshape of the same meaning, a score in ``[0, 1]`` like the AU vector, read above what it
+scores on a face at rest (:data:`BLENDSHAPES_AT_REST`) so that an absent AU reads 0. Four do not:
 AU23 and AU25 have no blendshape, and the blendshapes of AU06 (``cheekSquint``) and AU09 (``noseSneer``)
 are always 0 in the Face Landmarker model. Those four are measured on the face mesh, in eye distances
 (:attr:`defgan_hf.face.Face.eye_distance`, so that the measures do not depend on the photo's scale) and
@@ -35,7 +36,18 @@ BLENDSHAPE_AUS: dict[str, tuple[str, ...]] = {
     "AU26": ("jawOpen",),
     "AU45": ("eyeBlinkLeft", "eyeBlinkRight"),
 }
-"""AU → the MediaPipe blendshapes whose mean score is its intensity. AU06, AU09, AU23, AU25 come from landmarks."""
+"""AU → the MediaPipe blendshapes whose mean score, less its value at rest (:data:`BLENDSHAPES_AT_REST`), is its
+intensity. AU06, AU09, AU23, AU25 come from landmarks."""
+
+BLENDSHAPES_AT_REST: dict[str, float] = {
+    "AU01": 0.034, "AU02": 0.165, "AU04": 0.012, "AU05": 0.008, "AU07": 0.274, "AU10": 0.002, "AU12": 0.014,
+    "AU14": 0.007, "AU15": 0.0, "AU17": 0.017, "AU20": 0.003, "AU26": 0.009, "AU45": 0.095,
+}  # fmt: skip
+"""What each AU's blendshapes score on a face at rest, subtracted so that an AU absent from the face reads 0, as in
+FACS. Some score well above 0 at rest: ``eyeSquint`` (AU07) reads 0.05–0.50 on the relaxed faces of different people,
+and ``browOuterUp`` (AU02) up to 0.30; read as they are, every preset without AU07 asked a relaxed face to open its
+lids. The values are the median, over the seven people of the motion model's videos
+(``scripts/real_faces.py --every_frame``), of each person's median score: a talking face is mostly at rest."""
 
 # Face-mesh indices. Left and right are as seen in the image.
 _UPPER_LIP_OUTER, _UPPER_LIP_INNER, _LOWER_LIP_INNER, _LOWER_LIP_OUTER = 0, 13, 14, 17
@@ -88,7 +100,7 @@ def estimate_aus(face: Face) -> np.ndarray:
     """
     aus = np.zeros(len(AU_NAMES), dtype=np.float32)
     for name, shapes in BLENDSHAPE_AUS.items():
-        aus[AU_NAMES.index(name)] = np.mean([face.blendshapes[shape] for shape in shapes])
+        aus[AU_NAMES.index(name)] = np.mean([face.blendshapes[shape] for shape in shapes]) - BLENDSHAPES_AT_REST[name]
     mesh, unit = face.landmarks, face.eye_distance
     xy = mesh[:, :2]
 

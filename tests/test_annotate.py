@@ -86,6 +86,14 @@ def test_posed_expressions_score_their_action_units_highest(run):
     assert au(posed["anger"], "AU23") > max(au(aus, "AU23") for aus in others["anger"])
 
 
+def test_wide_open_eyes_read_neither_a_lid_tightener_nor_a_blink(run):
+    # MediaPipe's eyeSquint scores about 0.2 on this surprised face's crop, as on a relaxed face; the AUs are what
+    # the blendshapes score above a face at rest, so lids that FACS codes neither as tightened nor as closing read 0.
+    _, out, _ = run
+    surprise = read_au_labels(out / "aus.csv")["posed/surprise.png"]
+    assert au(surprise, "AU07") < 0.05 and au(surprise, "AU45") < 0.05
+
+
 def test_landmarks_and_head_pose_are_written_beside_the_labels(run):
     _, out, _ = run
     labels = read_au_labels(out / "aus.csv")
