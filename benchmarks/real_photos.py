@@ -25,7 +25,8 @@ Per preset and model, averaged over faces:
   ``before`` by more than ``--min_gap`` (0.1 on the 0–1 scale), ``progress = (after − before) ·
   sign(target − before)``. The table gives the mean progress over those (face, AU) pairs and the fraction of
   the gap closed, ``Σ progress / Σ |target − before|``: 1 is a perfect edit, 0 no change, negative a change
-  away from the target. A second table gives each AU's mean progress, all presets pooled. A blurred or
+  away from the target. A second table gives each AU's mean progress, all presets pooled, and a third each
+  AU's gap closed within each preset, beside its share of that preset's whole gap. A blurred or
   damaged face tends to read as less expressive, so progress toward lower intensities (``neutral``, AUs the
   preset lacks) can come from damage rather than from the edit: read it beside the identity distance.
 - **texture**: the share of the crop, in percent, where the edit's attention mask is above
@@ -149,8 +150,20 @@ class Tally:
     texture: list[float] = field(default_factory=list)
     judged_input: list[float] = field(default_factory=list)
     judged_edit: list[float] = field(default_factory=list)
+    au_gaps: np.ndarray = field(default_factory=lambda: np.zeros(len(AU_NAMES)))
+    au_progress: np.ndarray = field(default_factory=lambda: np.zeros(len(AU_NAMES)))
     misses: int = 0
     faces: int = 0
+
+    def add_aus(self, before: np.ndarray, after: np.ndarray, target: np.ndarray,
+                min_gap: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Count one edit's :func:`au_progress`, pooled and per AU; return its AUs' indices and progress."""
+        kept, progress, gaps = au_progress(before, after, target, min_gap)
+        self.progress.extend(progress.tolist())
+        self.gaps.extend(gaps.tolist())
+        self.au_gaps[kept] += gaps
+        self.au_progress[kept] += progress
+        return kept, progress
 
 
 def face_box(face: DetectedFace) -> tuple[slice, slice]:
@@ -301,9 +314,7 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
             if after is None:
                 tally.misses += 1
                 continue
-            kept, progress, gaps = au_progress(before, after, output.target_aus.numpy(), min_gap)
-            tally.progress.extend(progress.tolist())
-            tally.gaps.extend(gaps.tolist())
+            kept, progress = tally.add_aus(before, after, output.target_aus.numpy(), min_gap)
             for index, value in zip(kept, progress):
                 per_au[AU_NAMES[index]].append(float(value))
     return tallies, per_au, input_misses, sheet
@@ -334,6 +345,8 @@ def summarise(tally: Tally) -> dict[str, float | int | None]:
         "texture_share": float(np.mean(tally.texture)) if tally.texture else None,
         "judge_input": float(np.mean(tally.judged_input)) if tally.judged_input else None,
         "judge_edit": float(np.mean(tally.judged_edit)) if tally.judged_edit else None,
+        "per_au": {name: {"gap_closed": float(progress / gap), "share_of_gap": float(gap / tally.au_gaps.sum())}
+                   for name, gap, progress in zip(AU_NAMES, tally.au_gaps, tally.au_progress) if gap > 0},
     }
 
 
@@ -398,6 +411,19 @@ def markdown(results: dict) -> str:
             entry = results["per_au_progress"][label][name]
             cells.append(f"{_number(entry['mean_progress'])} ({entry['count']})")
         lines.append(f"| {name} {AU_FACS_NAMES[name]} | " + " | ".join(cells) + f" | {LANDMARK_AUS.get(name, '')} |")
+    lines += [
+        "",
+        "Gap closed per AU and preset: the AU's Σ progress / Σ |target − before|, and in brackets its share of the "
+        "preset's whole gap (where a preset falls short, the AUs with a large share and little closed say why):",
+        "",
+        "| expression | model | " + " | ".join(AU_NAMES) + " |",
+        "|---|---|" + "---:|" * len(AU_NAMES),
+    ]
+    for row in results["rows"]:
+        per_au = row.get("per_au", {})
+        cells = [f"{per_au[name]['gap_closed']:.2f} ({100 * per_au[name]['share_of_gap']:.0f}%)" if name in per_au
+                 else "" for name in AU_NAMES]  # fmt: skip
+        lines.append(f"| {row['expression']} | {row['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
