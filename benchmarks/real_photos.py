@@ -45,14 +45,19 @@ crop warped by the motion model's grid, no network (``DefGANPipeline.edit_face(.
 Limits of the annotator: AUs are read from MediaPipe's blendshapes and four landmark measures
 (:mod:`defgan_hf.au_estimation`), an approximation of OpenFace, not a FACS coder. AU06 (cheek raiser) and
 AU09 (nose wrinkler), whose blendshapes are always 0, are read from the cheeks' height and from the nose–lip
-and brow–nose distances: geometric measures that also read a little of each person's build.
+and brow–nose distances: geometric measures that also read a little of each person's build. Some targets are
+beyond what it reads on any real face: it never reads the inner brow raiser and the brow lowerer together (sad and
+fear ask for both), and reads the lip corner depressor at most 0.09. ``--attainable_from DATA_DIR`` measures
+this: per preset, the gap closed had each edit produced the expression of the one real face of ``DATA_DIR``
+(annotated faces) that closes the most of its gap (:func:`attainable_gap_closed`).
 
 Prints Markdown tables and writes them with the numbers, ``benchmarks/results/real_photos.json`` (``--output``)
 and ``real_photos.md``, and a contact sheet, ``real_photos.png``: for the first faces, one row per model and
 face, the input crop then its edit toward each preset, in the table's order.
 
     python benchmarks/real_photos.py [--model REPO_ID_OR_FOLDER] [--texture_only_model REPO_ID_OR_FOLDER]
-        [--photos_dir DIR] [--max_faces N] [--device cpu] [--output PATH] [--from_json PATH]
+        [--photos_dir DIR] [--max_faces N] [--attainable_from DATA_DIR] [--device cpu] [--output PATH]
+        [--from_json PATH]
 """
 
 from __future__ import annotations
@@ -71,8 +76,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS
+from defgan_hf.aus import edit_target
 from defgan_hf.au_estimation import estimate_aus
 from defgan_hf.assets import cache_dir, extract
+from defgan_hf.data import TABLE_FILE, read_au_labels
 from defgan_hf.expression_judge import EMOTIONS, ExpressionJudge
 from defgan_hf.face import NoFaceError, detect_face, detect_faces
 from defgan_hf.identity import load_identity_model
@@ -320,6 +327,36 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
     return tallies, per_au, input_misses, sheet
 
 
+def attainable_gap_closed(detected: list[DetectedFace], presets: list[str], labels: np.ndarray,
+                          min_gap: float) -> dict[str, float]:  # fmt: skip
+    """Per preset, the gap closed as if each edit had produced the expression of the one real face, among
+    ``labels``, that closes the most of its gap: how far the annotator can follow toward these targets at all.
+
+    Each AU's progress counts up to its gap (a perfect edit reaches the target and stops there).
+
+    Args:
+        detected: the faces, from :func:`detect_all`.
+        presets: preset names.
+        labels: ``(F, 17)`` the annotator's AUs of real faces (e.g. a ``defgan-annotate`` folder's ``aus.csv``).
+        min_gap: as in :func:`au_progress`.
+    """
+    befores = [read_aus(face.aligned.image) for face in detected]
+    attainable = {}
+    for preset in presets:
+        progress = gaps = 0.0
+        for face, before in zip(detected, befores):
+            if before is None:
+                continue
+            target = edit_target(face.source_aus, expression=preset, intensity=INTENSITY).numpy()
+            kept = np.flatnonzero(np.abs(target - before) > min_gap)
+            gap = np.abs(target - before)[kept]
+            closed = np.minimum((labels[:, kept] - before[kept]) * np.sign(target - before)[kept], gap)
+            progress += float(closed.sum(axis=1).max()) if kept.size else 0.0
+            gaps += float(gap.sum())
+        attainable[preset] = progress / gaps if gaps else None
+    return attainable
+
+
 def contact_sheet(rows: dict[str, list[list[Image.Image]]]) -> Image.Image:
     """Model label → its :func:`evaluate_model` sheet rows, stacked: one row per (model, face), input first."""
     cells = [row for model_rows in rows.values() for row in model_rows]
@@ -411,6 +448,13 @@ def markdown(results: dict) -> str:
             entry = results["per_au_progress"][label][name]
             cells.append(f"{_number(entry['mean_progress'])} ({entry['count']})")
         lines.append(f"| {name} {AU_FACS_NAMES[name]} | " + " | ".join(cells) + f" | {LANDMARK_AUS.get(name, '')} |")
+    if results.get("attainable"):
+        attainable = results["attainable"]
+        lines += ["", f"Attainable gap closed: the gap closed if every edit had produced the expression of the one real "
+                      f"face of `{attainable['data']}` ({attainable['faces']} faces, the annotator's labels) that "
+                      f"closes the most of its gap: "
+                  + ", ".join(f"{preset} {_number(value, 2)}" for preset, value in attainable["gap_closed"].items())
+                  + "."]  # fmt: skip
     lines += [
         "",
         "Gap closed per AU and preset: the AU's Σ progress / Σ |target − before|, and in brackets its share of the "
@@ -455,6 +499,9 @@ def main() -> None:
                         metavar="NAME", help=f"presets to edit toward (default: {' '.join(EXPRESSIONS)}).")
     parser.add_argument("--min_gap", type=float, default=MIN_GAP, help="AUs whose target differs from the input by "
                         f"at most this much are not scored (default: {MIN_GAP}).")  # fmt: skip
+    parser.add_argument("--attainable_from", type=Path, default=None, metavar="DATA_DIR", help="a defgan-annotate "
+                        "folder of real faces (e.g. runs/default_model/motion_faces) whose labels give each preset's "
+                        "attainable gap closed (attainable_gap_closed); default: not measured.")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="device of the DefGAN networks (default: cpu).")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file "
                         "(default: benchmarks/results/real_photos.json).")  # fmt: skip
@@ -503,6 +550,12 @@ def main() -> None:
             summaries[label] = {preset: summarise(tally) for preset, tally in tallies.items()}
             per_au_progress[label] = {name: {"mean_progress": float(np.mean(values)) if values else None,
                                              "count": len(values)} for name, values in per_au.items()}  # fmt: skip
+        attainable = None
+        if args.attainable_from is not None:
+            labels_of_real_faces = np.stack(list(read_au_labels(args.attainable_from / TABLE_FILE).values()))
+            attainable = {"data": str(args.attainable_from), "faces": len(labels_of_real_faces),
+                          "gap_closed": attainable_gap_closed(detected[pipelines[0].image_size], args.expressions,
+                                                              labels_of_real_faces, args.min_gap)}  # fmt: skip
     for preset in args.expressions:
         for label in labels:
             rows.append({"expression": preset, "model": label, **summaries[label][preset]})
@@ -531,6 +584,7 @@ def main() -> None:
         "input_annotator_misses": input_misses,
         "rows": rows,
         "per_au_progress": per_au_progress,
+        "attainable": attainable,
     }
     tables = markdown(results)
     print(tables)
