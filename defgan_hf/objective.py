@@ -35,7 +35,7 @@ from .losses import (
 )
 from .data import FramePair
 from .face_regions import changed_region_mask, opened_mouth_mask
-from .models import Discriminator
+from .models import DefGANOutput, Discriminator
 from .motion import MotionModel
 
 
@@ -214,7 +214,7 @@ def motion_pretraining_objective(model: nn.Module, batch: EditBatch, motion_mode
             landmarks = batch.landmarks[:, : motion_model.num_landmarks].to(edit.grid)
             moved = landmarks + motion_model.edit_motion(batch.source_aus, batch.target_aus, batch.mirrored).to(landmarks)
             opened = opened_mouth_mask(landmarks, moved, edit.grid)
-            region = changed_region_mask(landmarks, batch.source_aus, batch.target_aus, edit.image.shape[-1]) > 0
+            region = _changed_region(edit, landmarks, batch.source_aus, batch.target_aus) > 0
         inside = edit.image.new_tensor(MOUTH_INTERIOR_RGB).reshape(1, 3, 1, 1) / 127.5 - 1.0
         wanted = torch.lerp(edit.deformed, inside.expand_as(edit.deformed), opened)
         selection = F.binary_cross_entropy(edit.mask.float().clamp(1e-6, 1 - 1e-6), opened.float(), reduction="none")
@@ -275,8 +275,7 @@ def texture_pretraining_objective(model: nn.Module, pair: FramePair, weights: Lo
     # weighted by how far the warp is from the frame there: through the composition alone it learns only where
     # the mask is already open (and the mask opens only where it is already better than the warp), and
     # unweighted it would spend itself on copying the many pixels the warp gets right.
-    region = changed_region_mask(pair.source_landmarks.to(edit.color), pair.source_aus, pair.target_aus,
-                                 edit.color.shape[-1])  # fmt: skip
+    region = _changed_region(edit, pair.source_landmarks.to(edit.color), pair.source_aus, pair.target_aus)
     with torch.no_grad():
         warp_error = (edit.deformed - pair.target).abs().mean(dim=1, keepdim=True)
         emphasis = region * warp_error
@@ -297,6 +296,15 @@ def texture_pretraining_objective(model: nn.Module, pair: FramePair, weights: Lo
     if not texture_only:
         loss = loss + terms["texture_pretraining/au_fields"]
     return loss, terms
+
+
+def _changed_region(edit: DefGANOutput, landmarks: torch.Tensor, source_aus: torch.Tensor,
+                    target_aus: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The regions of the changed AUs, ``(N, 1, S, S)``: those the model confined the edit's mask to, or, for a
+    model that does not confine it, :func:`changed_region_mask` of the face."""
+    if edit.region is not None:
+        return edit.region
+    return changed_region_mask(landmarks, source_aus, target_aus, edit.image.shape[-1])
 
 
 def _au_fields_error(au_fields: torch.Tensor | None, motion_model: MotionModel, landmarks: torch.Tensor,

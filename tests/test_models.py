@@ -278,6 +278,7 @@ def test_the_mask_is_zero_outside_the_regions_of_the_changed_aus():
     out = model(image, source, target, landmarks)
     region = changed_region_mask(landmarks, source, target, size)
     assert out.mask.max() > 0 and not out.mask[region == 0].any()
+    assert torch.equal(out.region, region)  # the objective reads it from the edit instead of drawing it again
     # The lids' region is around the eyes: nothing near the mouth.
     mouth = landmarks[0, [13, 14, 61, 291]].mean(dim=0).round().long()
     x, y = mouth.tolist()

@@ -38,6 +38,8 @@ class DefGANOutput:
         mask: the attention mask ``M``, ``(N, 1, S, S)`` in ``[0, 1]``, 1 where ``T`` replaces ``I*_y``.
         au_fields: with a ``conditioning="change"`` deformation generator, its per-AU fields
             ``(N, 17, 2, S, S)`` in pixels per unit AU change (:meth:`DeformationGenerator.au_fields`); else None.
+        region: with ``mask_regions``, the regions of the changed AUs the mask was confined to, ``(N, 1, S, S)``
+            in ``[0, 1]`` (:func:`~defgan_hf.face_regions.changed_region_mask`); else None.
     """
 
     image: torch.Tensor
@@ -46,6 +48,7 @@ class DefGANOutput:
     color: torch.Tensor
     mask: torch.Tensor
     au_fields: torch.Tensor | None = None
+    region: torch.Tensor | None = None
 
 
 def compose(color: torch.Tensor, mask: torch.Tensor, deformed: torch.Tensor) -> torch.Tensor:
@@ -155,13 +158,15 @@ class DefGAN(nn.Module, HubModel):
                 grid = self.deformer(image, source_aus, target_aus, landmarks)
             deformed = warp(image, grid)
         color, mask = self.texturer(deformed, target_aus, source_aus)
+        region = None
         if self.mask_regions:
             if landmarks is None:
                 raise ValueError("This model confines texture to the regions of the changed AUs: pass the face's "
                                  "landmarks in crop pixels (DetectedFace.landmarks, or landmarks.csv in training).")
-            mask = mask * changed_region_mask(landmarks.to(mask.dtype), source_aus, target_aus, self.image_size)
+            region = changed_region_mask(landmarks.to(mask.dtype), source_aus, target_aus, self.image_size)
+            mask = mask * region
         return DefGANOutput(image=compose(color, mask, deformed), deformed=deformed, grid=grid, color=color,
-                            mask=mask, au_fields=au_fields)  # fmt: skip
+                            mask=mask, au_fields=au_fields, region=region)  # fmt: skip
 
     def save_pretrained(  # type: ignore[override]
         self,
