@@ -64,7 +64,7 @@ wait
 [ -d "$WORK/previous_model" ] || cp -r defgan_hf/default_model "$WORK/previous_model"
 python benchmarks/motion_model.py --data "$WORK/motion_faces"
 python benchmarks/real_photos.py --model "$WORK/v2_defgan/model" --texture_only_model "$WORK/v2_texture_only/model" \
-    --previous_model "$WORK/previous_model"
+    --previous_model "$WORK/previous_model" --attainable_from "$WORK/motion_faces"
 python benchmarks/region_motion.py --model "v2=$WORK/v2_defgan/model" --model "previous default model=$WORK/previous_model"
 python -m benchmarks.motion_fidelity --data "$WORK/real_faces" --model "v2=$WORK/v2_defgan/model" \
     --model "previous default model=$WORK/previous_model"
