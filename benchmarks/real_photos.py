@@ -238,17 +238,18 @@ def au_progress(before: np.ndarray, after: np.ndarray, target: np.ndarray,
     """Progress toward the target of the AUs that had somewhere to go.
 
     Args:
-        before, after, target: ``(17,)`` AU vectors in ``[0, 1]``: the input read by the annotator, the edit
-            read by the annotator, and the target the model was asked for.
+        before, target: ``(17,)`` AU vectors in ``[0, 1]``: the input read by the annotator, and the target the
+            model was asked for.
+        after: ``(17,)``, or ``(F, 17)`` for several candidate edits: the edit read by the annotator.
         min_gap: AUs with ``|target − before| ≤ min_gap`` are left out.
 
     Returns:
-        The indices of the AUs kept, their progress ``(after − before) · sign(target − before)``, and their
-        gaps ``|target − before|``.
+        The indices of the AUs kept, their progress ``(after − before) · sign(target − before)`` (``(k,)``, or
+        ``(F, k)``), and their gaps ``|target − before|``.
     """
     gap = target - before
     kept = np.flatnonzero(np.abs(gap) > min_gap)
-    return kept, (after[kept] - before[kept]) * np.sign(gap[kept]), np.abs(gap[kept])
+    return kept, (after[..., kept] - before[kept]) * np.sign(gap[kept]), np.abs(gap[kept])
 
 
 def different_people_distance(sface: torch.nn.Module, crops: list[Image.Image],
@@ -273,11 +274,12 @@ def detect_all(pipeline: DefGANPipeline, faces: list[FaceRef]) -> list[DetectedF
             for ref in tqdm(faces, desc=f"aligning faces ({pipeline.image_size} px)", unit="face")]  # fmt: skip
 
 
-def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], presets: list[str],
-                   sface: torch.nn.Module, judge: ExpressionJudge, min_gap: float, label: str,
+def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], befores: list[np.ndarray | None],
+                   presets: list[str], sface: torch.nn.Module, judge: ExpressionJudge, min_gap: float, label: str,
                    motion_model_only: bool = False) -> tuple[dict[str, Tally], dict[str, list[float]], int, list[list[Image.Image]]]:  # fmt: skip
     """Edit every face (from :func:`detect_all` at this pipeline's resolution) toward every preset with one model
-    (or, with ``motion_model_only``, with its motion model alone).
+    (or, with ``motion_model_only``, with its motion model alone). ``befores`` is the annotator's reading of
+    each face's crop (:func:`read_aus`), read once for all models.
 
     Returns:
         Per preset its :class:`Tally`; per AU the progress values of all presets pooled; the number of input
@@ -288,8 +290,7 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
     per_au: dict[str, list[float]] = {name: [] for name in AU_NAMES}
     input_misses = 0
     sheet: list[list[Image.Image]] = []
-    for face in tqdm(detected, desc=f"editing ({label})", unit="face"):
-        before = read_aus(face.aligned.image)
+    for face, before in tqdm(zip(detected, befores), total=len(detected), desc=f"editing ({label})", unit="face"):
         input_misses += before is None
         source_embedding = embed(sface, [face.aligned.image])
         landmarks = face.landmarks.numpy()
@@ -327,8 +328,8 @@ def evaluate_model(pipeline: DefGANPipeline, detected: list[DetectedFace], prese
     return tallies, per_au, input_misses, sheet
 
 
-def attainable_gap_closed(detected: list[DetectedFace], presets: list[str], labels: np.ndarray,
-                          min_gap: float) -> dict[str, float]:  # fmt: skip
+def attainable_gap_closed(detected: list[DetectedFace], befores: list[np.ndarray | None], presets: list[str],
+                          labels: np.ndarray, min_gap: float) -> dict[str, float]:  # fmt: skip
     """Per preset, the gap closed as if each edit had produced the expression of the one real face, among
     ``labels``, that closes the most of its gap: how far the annotator can follow toward these targets at all.
 
@@ -336,11 +337,11 @@ def attainable_gap_closed(detected: list[DetectedFace], presets: list[str], labe
 
     Args:
         detected: the faces, from :func:`detect_all`.
+        befores: the annotator's reading of each face's crop (:func:`read_aus`; None where it finds no face).
         presets: preset names.
         labels: ``(F, 17)`` the annotator's AUs of real faces (e.g. a ``defgan-annotate`` folder's ``aus.csv``).
         min_gap: as in :func:`au_progress`.
     """
-    befores = [read_aus(face.aligned.image) for face in detected]
     attainable = {}
     for preset in presets:
         progress = gaps = 0.0
@@ -348,10 +349,8 @@ def attainable_gap_closed(detected: list[DetectedFace], presets: list[str], labe
             if before is None:
                 continue
             target = edit_target(face.source_aus, expression=preset, intensity=INTENSITY).numpy()
-            kept = np.flatnonzero(np.abs(target - before) > min_gap)
-            gap = np.abs(target - before)[kept]
-            closed = np.minimum((labels[:, kept] - before[kept]) * np.sign(target - before)[kept], gap)
-            progress += float(closed.sum(axis=1).max()) if kept.size else 0.0
+            kept, closed, gap = au_progress(before, labels, target, min_gap)
+            progress += float(np.minimum(closed, gap).sum(axis=1).max()) if kept.size else 0.0
             gaps += float(gap.sum())
         attainable[preset] = progress / gaps if gaps else None
     return attainable
@@ -532,9 +531,11 @@ def main() -> None:
     rows, per_au_progress, input_misses = [], {}, {}
     with torch.inference_mode():
         detected: dict[int, list[DetectedFace]] = {}  # by crop size: models of one resolution share the crops
+        befores: dict[int, list[np.ndarray | None]] = {}  # and the annotator's reading of them
         for pipeline in pipelines:
             if pipeline.image_size not in detected:
                 detected[pipeline.image_size] = detect_all(pipeline, faces)
+                befores[pipeline.image_size] = [read_aus(face.aligned.image) for face in detected[pipeline.image_size]]
         crops = [face.aligned.image for face in detected[pipelines[0].image_size]]
         distance, pairs = different_people_distance(sface, crops, faces)
         summaries, sheets = {}, {}
@@ -544,8 +545,8 @@ def main() -> None:
             labels.append(MOTION_MODEL_LABEL)
         for pipeline, label, motion_model_only in runs:
             tallies, per_au, input_misses[label], sheets[label] = evaluate_model(
-                pipeline, detected[pipeline.image_size], args.expressions, sface, judge, args.min_gap, label,
-                motion_model_only,
+                pipeline, detected[pipeline.image_size], befores[pipeline.image_size], args.expressions, sface, judge,
+                args.min_gap, label, motion_model_only,
             )
             summaries[label] = {preset: summarise(tally) for preset, tally in tallies.items()}
             per_au_progress[label] = {name: {"mean_progress": float(np.mean(values)) if values else None,
@@ -554,7 +555,8 @@ def main() -> None:
         if args.attainable_from is not None:
             labels_of_real_faces = np.stack(list(read_au_labels(args.attainable_from / TABLE_FILE).values()))
             attainable = {"data": str(args.attainable_from), "faces": len(labels_of_real_faces),
-                          "gap_closed": attainable_gap_closed(detected[pipelines[0].image_size], args.expressions,
+                          "gap_closed": attainable_gap_closed(detected[pipelines[0].image_size],
+                                                              befores[pipelines[0].image_size], args.expressions,
                                                               labels_of_real_faces, args.min_gap)}  # fmt: skip
     for preset in args.expressions:
         for label in labels:
