@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
 from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, FramePair, FramePairDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
-from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation
+from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation, with_inner_brow_combination
 from defgan_hf.models.hub import atomic_folder, push_folder, replace_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
 from defgan_hf.objective import (EditBatch, LossWeights, critic_objective, generator_objective,
@@ -136,6 +136,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "one map per face region (defgan_hf.face_regions.landmark_heatmaps; needs landmarks.csv), "
                             "so that it finds the features on new faces as the landmarker does. A pretrained "
                             "model keeps its own deformation generator's inputs.")
+    model.add_argument("--inner_brow_combination", action="store_true",
+                       help="Not in the paper: move the brows as FACS's 1+4 does (defgan_hf.aus.INNER_BROW_COMBINATION), "
+                            "in the deformation generator's composition of its per-AU fields and in the motion "
+                            "model that teaches it: the brow lowerer lowers the inner brows only beyond the inner "
+                            "brow raiser, instead of cancelling its lift. Needs --conditioning change and "
+                            "--landmark_input (or a pretrained deformation generator that has both).")
     model.add_argument("--au_modulation", action="store_true",
                        help="Also feed the AUs to the generators' normalisations after the bottleneck (not in the "
                             "paper; see defgan_hf.models.blocks.AUModulatedNorm; not the deformer's with "
@@ -200,6 +206,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.texture_pretraining_steps > 0 and args.frame_pairs is None:
         parser.error("--texture_pretraining_steps learns from pairs of video frames: name a defgan-annotate folder "
                      "of videos with --frame_pairs.")
+    if (args.inner_brow_combination and not args.pretrained_model and not args.texture_only
+            and (args.conditioning != "change" or not args.landmark_input)):
+        parser.error("--inner_brow_combination composes the deformation generator's per-AU fields on the face's "
+                     "landmarks: add --conditioning change and --landmark_input.")
     if args.freeze_deformer and args.texture_only:
         parser.error("--freeze_deformer keeps the deformation generator as it is, but --texture_only has none.")
     if args.max_train_steps is None and args.num_epochs < 1:
@@ -239,6 +249,11 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
             model = DefGAN(model.texturer)
         if args.au_modulation:
             model = with_au_modulation(model)
+        if args.inner_brow_combination and not model.texture_only:
+            try:
+                model = with_inner_brow_combination(model)
+            except ValueError as error:
+                raise SystemExit(f"--inner_brow_combination: {error}") from None
         return model.train(), discriminator.train()
     generator_sizes = dict(image_size=args.resolution, width=args.generator_width,
                            num_res_blocks=args.generator_res_blocks, au_modulation=args.au_modulation,
@@ -246,7 +261,8 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     # A change-conditioned deformation generator sees no AUs, so has nothing to modulate.
     deformer = None if args.texture_only else DeformationGenerator(
         **{**generator_sizes, "au_modulation": args.au_modulation and args.conditioning == "paper"},
-        max_offset=args.max_offset, landmark_input=args.landmark_input)  # fmt: skip
+        max_offset=args.max_offset, landmark_input=args.landmark_input,
+        inner_brow_combination=args.inner_brow_combination)  # fmt: skip
     discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
                                   num_layers=args.discriminator_layers)
     texturer = TextureGenerator(**generator_sizes, upsampling=args.texture_upsampling)
@@ -255,10 +271,12 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
 
 def build_motion_model(args: argparse.Namespace) -> MotionModel | None:
     """The motion model ``--motion_model`` names (see its help), at ``--resolution``, its per-AU fields drawn with
-    ``--motion_field_step`` where that is given."""
+    ``--motion_field_step`` where that is given, moving the brows as FACS's 1+4 does with ``--inner_brow_combination``."""
     if args.motion_model == "none":
         return None
     config = {} if args.motion_field_step is None else {"field_step": args.motion_field_step}
+    if args.inner_brow_combination:
+        config["inner_brow_combination"] = True
     candidates = [args.pretrained_model, args.data_dir] if args.motion_model == "auto" else [args.motion_model]
     for source in filter(None, candidates):
         if Path(source, LANDMARKS_FILE).is_file():

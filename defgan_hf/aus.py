@@ -73,6 +73,31 @@ AU_REGIONS: dict[str, tuple[str, ...]] = {
 }
 """Face region → the AUs that move it, as FACS describes them (an AU may act on more than one region)."""
 
+INNER_BROW_COMBINATION: tuple[str, str] = ("AU01", "AU04")
+"""FACS's 1+4: the inner brow raiser with the brow lowerer. Their motions do not add up on the inner brows:
+there the raiser's lift prevails and the lowerer only draws the brows together, so the brows turn oblique
+(sadness, fear). A sum of the two motions would cancel on the inner brows instead
+(:func:`inner_brow_combination_change`)."""
+
+
+def inner_brow_combination_change(source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
+    """How much more of FACS's 1+4 the target holds than the source: ``min(y₀₁, y₀₄) − min(x₀₁, x₀₄)``.
+
+    The brow lowerer lowers the inner brows only by as much as it exceeds the inner brow raiser; an edit's
+    lowering of the inner brows is therefore its brow lowerer's change less this change of the two together
+    (:func:`defgan_hf.face_regions.inner_brow_lowering` says where the inner brows are).
+
+    Args:
+        source_aus, target_aus: ``(..., 17)`` in ``[0, 1]``.
+
+    Returns:
+        ``(...)`` in ``[-1, 1]``; exactly 0 where ``target = source``.
+    """
+    raiser, lowerer = (AU_NAMES.index(name) for name in INNER_BROW_COMBINATION)
+    return (torch.minimum(target_aus[..., raiser], target_aus[..., lowerer])
+            - torch.minimum(source_aus[..., raiser], source_aus[..., lowerer]))  # fmt: skip
+
+
 _AU_PATTERN = re.compile(r"^\s*au\s*0*(\d{1,2})\s*(?:_r)?\s*$", re.IGNORECASE)
 
 

@@ -73,6 +73,51 @@ def eye_distance(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(centres[1] - centres[0]))
 
 
+INNER_BROW_HEADS: tuple[int, int] = (107, 336)
+"""The brows' inner heads, on their upper edge (left as seen in the image first)."""
+BROW_TAILS: tuple[int, int] = (70, 300)
+"""The brows' outer tails, on their upper edge."""
+
+
+def inner_brow_lowering(motion: torch.Tensor, points: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """The part of a brow lowerer's motion that lowers the inner brows (what FACS's 1+4 leaves out:
+    :data:`~defgan_hf.aus.INNER_BROW_COMBINATION`).
+
+    It is the motion's component along the face's downward axis (perpendicular to the line through the eyes'
+    centres), weighted by ``w(p)``: 1 from the face's middle out to the brows' inner heads, falling linearly
+    to 0 at their tails (distances from the middle along the eyes' line), so that the brows turn oblique. The
+    lowerer's pull toward the middle is kept.
+
+    Args:
+        motion: ``(N, P, 2)`` the brow lowerer's motion at ``points``, ``(x, y)`` in pixels.
+        points: ``(N, P, 2)`` where it acts: crop pixels, or the landmarks themselves.
+        landmarks: ``(N, ≥468, 2)`` the face's landmarks, in the same pixels.
+
+    Returns:
+        ``(N, P, 2)`` in pixels.
+    """
+    centres = torch.stack([landmarks[:, list(eye["corners"])].mean(dim=1) for eye in EYES], dim=1)  # (N, 2, 2)
+    axis = F.normalize(centres[:, 1] - centres[:, 0], dim=-1)
+    down = torch.stack([-axis[:, 1], axis[:, 0]], dim=-1)  # the eyes' line turned a quarter toward the chin
+    middle = centres.mean(dim=1, keepdim=True)
+
+    def from_middle(where: torch.Tensor) -> torch.Tensor:
+        return ((where - middle) * axis[:, None]).sum(dim=-1).abs()
+
+    head = from_middle(landmarks[:, list(INNER_BROW_HEADS)]).mean(dim=1, keepdim=True)
+    tail = from_middle(landmarks[:, list(BROW_TAILS)]).mean(dim=1, keepdim=True)
+    weight = ((tail - from_middle(points)) / (tail - head)).clamp(0.0, 1.0)
+    return (weight * (motion * down[:, None]).sum(dim=-1))[..., None] * down[:, None]
+
+
+def inner_brow_lowering_field(field: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """:func:`inner_brow_lowering` of a dense field: ``(N, 2, S, S)`` pixels at every pixel of the ``S``-pixel crop."""
+    count, _, size, _ = field.shape
+    motion = field.flatten(2).transpose(1, 2)  # (N, S², 2), pixels in row-major order
+    lowering = inner_brow_lowering(motion, _pixel_positions(count, size, field), landmarks.to(field))
+    return lowering.transpose(1, 2).reshape(field.shape)
+
+
 TEXTURE_RADIUS: float = 0.08
 """Texture may appear within this fraction of the crop's side of a changed region's seed landmarks (10 px at
 128 px: the lids, the lips and the mouth's interior, the skin of the nose and brows that wrinkles)."""

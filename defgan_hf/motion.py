@@ -8,7 +8,8 @@ landmark ``i`` by
 
 linear over the whole 0–1 scale of each AU, past the range the data showed too (an AU seen up to 0.5 moves
 twice as far at 1), except the AUs of :data:`SATURATING_AUS`, held to that range (a shut lid closes no
-further). :meth:`MotionModel.grid` interpolates those displacements, at the face's own
+further). With ``inner_brow_combination`` the brow lowerer lowers the inner brows only beyond the inner brow
+raiser, as in FACS's 1+4 (:data:`~defgan_hf.aus.INNER_BROW_COMBINATION`). :meth:`MotionModel.grid` interpolates those displacements, at the face's own
 landmarks, into a dense deformation grid in the convention of :mod:`defgan_hf.warp`: a thin-plate
 spline, bounded by ``max_offset`` like the deformation generator's grid, and zero at the crop's border.
 
@@ -41,8 +42,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .aus import AU_NAMES, AU_REGIONS, NUM_AUS
-from .face_regions import EYES, LIP_CORNERS, NUM_MESH_LANDMARKS, eye_distance, region_landmarks
+from .aus import (AU_NAMES, AU_REGIONS, INNER_BROW_COMBINATION, NUM_AUS,
+                  inner_brow_combination_change)
+from .face_regions import (EYES, LIP_CORNERS, NUM_MESH_LANDMARKS, eye_distance, inner_brow_lowering,
+                           region_landmarks)
 from .models import MOTION_FOLDER
 from .models.hub import HubModel
 from .warp import bounded_offset_grid
@@ -300,11 +303,15 @@ class MotionModel(nn.Module, HubModel):
             averages neighbouring landmarks that move differently, as the lids do when they close).
         border: the grid fades to zero over this many pixels at the crop's edge.
         field_step: the change of one AU whose grid :meth:`au_fields` divides by it; 0 for the tangent at no change.
+        inner_brow_combination: move the brows as FACS's 1+4 does (:data:`~defgan_hf.aus.INNER_BROW_COMBINATION`):
+            the brow lowerer lowers the inner brows only by as much as it exceeds the inner brow raiser. Without
+            it the two motions add up and cancel there. The data cannot teach this: MediaPipe's blendshapes never
+            read the two AUs together.
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, num_landmarks: int = NUM_MESH_LANDMARKS,
                  max_offset: float = 8.0, smoothing: float = 1e-3, border: float = 6.0,
-                 field_step: float = 0.0) -> None:  # fmt: skip
+                 field_step: float = 0.0, inner_brow_combination: bool = False) -> None:  # fmt: skip
         super().__init__()
         if max_offset <= 0:
             raise ValueError(f"max_offset must be positive (pixels), got {max_offset}.")
@@ -313,6 +320,7 @@ class MotionModel(nn.Module, HubModel):
         self.image_size, self.num_aus, self.num_landmarks = image_size, num_aus, num_landmarks
         self.max_offset, self.smoothing, self.border = max_offset, smoothing, border
         self.field_step = field_step
+        self.inner_brow_combination = inner_brow_combination
         self.register_buffer("displacements", torch.zeros(num_aus, num_landmarks, 2))
         self.register_buffer("mean_landmarks", torch.zeros(num_landmarks, 2))
         self.register_buffer("au_low", torch.zeros(num_aus))
@@ -320,9 +328,9 @@ class MotionModel(nn.Module, HubModel):
         self.register_buffer("supported", torch.zeros(num_aus))
 
     @classmethod
-    def from_fit(cls, fit: MotionFit, image_size: int = 128, **config: float) -> MotionModel:
+    def from_fit(cls, fit: MotionFit, image_size: int = 128, **config: float | bool) -> MotionModel:
         """The model of a :func:`regress_motion` result (``config``: ``max_offset``, ``smoothing``, ``border``,
-        ``field_step``)."""
+        ``field_step``, ``inner_brow_combination``)."""
         model = cls(image_size=image_size, num_aus=len(fit.supported), num_landmarks=fit.mean_landmarks.shape[0],
                     **config)  # fmt: skip
         for name in ("displacements", "mean_landmarks", "au_low", "au_high", "supported"):
@@ -356,7 +364,8 @@ class MotionModel(nn.Module, HubModel):
         return self.landmark_motion(torch.zeros_like(target), target)[0]
 
     def landmark_motion(self, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
-        """Displacement of every landmark for an edit, before the grid's bound.
+        """Displacement of every landmark for an edit, before the grid's bound: ``Σ_k Δ_k D_k``, less the inner
+        brows' lowering of FACS's 1+4 with ``inner_brow_combination``.
 
         Args:
             source_aus, target_aus: ``(N, 17)`` in ``[0, 1]``.
@@ -367,7 +376,15 @@ class MotionModel(nn.Module, HubModel):
         low, high = _au_bounds(self.au_low.to(source_aus), self.au_high.to(source_aus))
         change = (torch.minimum(torch.maximum(target_aus, low), high)
                   - torch.minimum(torch.maximum(source_aus, low), high))  # fmt: skip
-        return torch.einsum("nk,kld->nld", change, self.displacements.to(source_aus))
+        displacements = self.displacements.to(source_aus)
+        motion = torch.einsum("nk,kld->nld", change, displacements)
+        if not self.inner_brow_combination:
+            return motion
+        # The inner brows are found on the mean face: a landmark's index says which point of the brow it is.
+        mean_face = self.mean_landmarks.to(source_aus)[None]
+        lowering = inner_brow_lowering(displacements[AU_NAMES.index(INNER_BROW_COMBINATION[1])][None], mean_face,
+                                       mean_face)  # fmt: skip
+        return motion - inner_brow_combination_change(source_aus, target_aus)[:, None, None] * lowering
 
     def grid(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
              mirrored: torch.Tensor | None = None, resolution: int = 32) -> torch.Tensor:  # fmt: skip
@@ -600,7 +617,7 @@ def read_motion_data(data_dir: str | Path) -> MotionData:
                       np.array(crop_sources(files)), files, crop_size)  # fmt: skip
 
 
-def fit_motion_data(data: MotionData, image_size: int = 128, **config: float) -> MotionModel:
+def fit_motion_data(data: MotionData, image_size: int = 128, **config: float | bool) -> MotionModel:
     """Fit a :class:`MotionModel` on :func:`read_motion_data`'s faces (``config`` as :meth:`MotionModel.from_fit`).
 
     Landmarks annotated at another crop size are rescaled to ``image_size``.
@@ -625,10 +642,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"folder to write {MOTION_FOLDER}/ into")  # fmt: skip
     parser.add_argument("--image_size", type=int, default=128, help="crop size of the model it serves (default: 128)")
     parser.add_argument("--max_offset", type=float, default=8.0, help="bound of the grid in pixels (default: 8)")
+    parser.add_argument("--inner_brow_combination", action="store_true",
+                        help="move the brows as FACS's 1+4 does (MotionModel's inner_brow_combination)")
     args = parser.parse_args(argv)
     try:
         data = read_motion_data(args.data_dir)
-        model = fit_motion_data(data, image_size=args.image_size, max_offset=args.max_offset)
+        model = fit_motion_data(data, image_size=args.image_size, max_offset=args.max_offset,
+                                inner_brow_combination=args.inner_brow_combination)  # fmt: skip
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     model.save_pretrained(args.out, subfolder=MOTION_FOLDER)

@@ -92,9 +92,10 @@ def edit_grid(pipeline: DefGANPipeline, face: DetectedFace, motion: str = "defor
         return pipeline.edit_face(face, motion_model_only=motion == "motion model", **edit).grid
     pipeline._require_motion_model()  # the pipeline's own error, which says how to fit one
     motion_model = pipeline.motion_model
-    fields = motion_model.au_fields(face.landmarks[None].to(motion_model.displacements))
-    change = (edit_target(face.source_aus, **edit) - face.source_aus)[None].to(fields)
-    return fields_grid(fields, change, motion_model.max_offset)
+    landmarks = face.landmarks[None].to(motion_model.displacements)
+    fields = motion_model.au_fields(landmarks)
+    return fields_grid(fields, face.source_aus[None].to(fields), edit_target(face.source_aus, **edit)[None].to(fields),
+                       motion_model.max_offset, landmarks if motion_model.inner_brow_combination else None)
 
 
 def measure_face(pipeline: DefGANPipeline, face: DetectedFace, motion: str = "deformer") -> MeasuredFace:

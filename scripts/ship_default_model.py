@@ -25,7 +25,7 @@ from pathlib import Path
 
 from defgan_hf import DEFAULT_MODEL
 from defgan_hf.models import DefGAN, Discriminator
-from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER
+from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER, with_inner_brow_combination
 from defgan_hf.models.hub import atomic_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
 
@@ -177,17 +177,27 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: carry over --model's motion/)")
     parser.add_argument("--motion_evaluation", type=Path, default=MOTION_EVALUATION,
                         help="benchmarks/motion_model.py's results")
+    parser.add_argument("--inner_brow_combination", action="store_true",
+                        help="compose the deformation generator's fields as FACS's 1+4 moves the brows (no weight "
+                             "changes; a model trained with --inner_brow_combination has it already)")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_MODEL), help="folder to write (default: the package's)")
     args = parser.parse_args(argv)
 
     model = DefGAN.from_pretrained(args.model)
     if model.texture_only:
         raise SystemExit(f"{args.model} is a texture-only model; the default model is a DefGAN.")
+    if args.inner_brow_combination:
+        try:
+            model = with_inner_brow_combination(model)
+        except ValueError as error:
+            raise SystemExit(f"--inner_brow_combination: {error}") from None
+    # The motion model moves the brows as the deformation generator it serves (and taught) does.
+    combination = {"inner_brow_combination": model.deformer.inner_brow_combination}
     discriminator = Discriminator.from_pretrained(args.model, subfolder=DISCRIMINATOR_FOLDER)
     if args.motion_data is not None:
-        motion_model = fit_motion_data(read_motion_data(args.motion_data), image_size=model.image_size)
+        motion_model = fit_motion_data(read_motion_data(args.motion_data), image_size=model.image_size, **combination)
     elif (args.model / MOTION_FOLDER).is_dir():
-        motion_model = MotionModel.from_pretrained(args.model, subfolder=MOTION_FOLDER)
+        motion_model = MotionModel.from_pretrained(args.model, subfolder=MOTION_FOLDER, **combination)
     else:
         raise SystemExit(f"{args.model} has no {MOTION_FOLDER}/: pass --motion_data to fit one.")
     card = {

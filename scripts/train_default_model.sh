@@ -38,6 +38,9 @@ COMMON=(--train_batch_size 8 --critic_steps 5 --learning_rate 2e-4 --dataloader_
 #      adversarial phase that was to follow (the paper's objective with the paper's weights and the motion
 #      teacher at 100, after 600 such steps) undid the motion within 225 steps (BENCHMARKS.md, "Default model
 #      v2"), so it is not run here;
+#    - the brows move as FACS's 1+4 moves them (--inner_brow_combination), in the deformation generator's sum of
+#      its per-AU fields and in its motion teacher: the brow lowerer lowers the inner brows only beyond the inner
+#      brow raiser, so sad and fear raise the inner brows instead of cancelling their lift;
 #    - DefGAN then gets 600 more such steps in which the texture generator also learns the one thing the faces'
 #      geometry says a warp cannot do (--lambda_mouth_interior): where the edit parts the lips, paint the dark
 #      inside of a mouth, and open the mask there only; then 1,000 more for the texture generator alone
@@ -45,7 +48,7 @@ COMMON=(--train_batch_size 8 --critic_steps 5 --learning_rate 2e-4 --dataloader_
 #    - the texture-only ablation (no deformation generator, so no motion phase) gets 1,000 steps of the
 #      paper's objective with the paper's weights.
 V2=(--conditioning change --au_modulation --mask_regions --texture_upsampling bilinear --single_au_targets 0.5
-    --augment --motion_model "$WORK/motion_faces")
+    --augment --motion_model "$WORK/motion_faces" --inner_brow_combination)
 DEFGAN=(--data_dir "$WORK/real_faces" --output_dir "$WORK/v2_defgan" "${V2[@]}" --landmark_input --max_offset 8
         "${SIZES[@]}" "${COMMON[@]}" --lr_decay_epochs 0 --resume_from_checkpoint latest)
 { python train_accelerate.py "${DEFGAN[@]}" --motion_pretraining_steps 2000 --max_train_steps 2000 \

@@ -2,13 +2,16 @@ import pytest
 import torch
 
 from defgan_hf import (
+    AU_NAMES,
     DefGAN,
     DeformationGenerator,
     Discriminator,
     TextureGenerator,
     TextureOutput,
 )
-from defgan_hf.models.defgan import with_au_modulation
+from defgan_hf.models.defgan import with_au_modulation, with_inner_brow_combination
+from defgan_hf.aus import au_vector
+from defgan_hf.models.deformer import fields_grid
 from defgan_hf.warp import grid_offsets_px, identity_grid
 
 SIZE = 32
@@ -242,6 +245,47 @@ def test_a_deformer_that_reads_landmarks_moves_its_fields_with_them_and_asks_for
     deformer.save_pretrained(tmp_path)
     loaded = DeformationGenerator.from_pretrained(tmp_path)
     assert loaded.landmark_input and torch.equal(loaded.au_fields(image, landmarks), fields)
+
+
+def test_in_1_plus_4_the_brow_lowerers_field_does_not_lower_the_inner_brows_but_still_draws_them_together():
+    size = 128
+    fields = torch.zeros(1, 17, 2, size, size)
+    fields[:, AU_NAMES.index("AU04")] = torch.tensor([1.0, 3.0])[:, None, None]  # x and y offsets everywhere
+    landmarks = face_landmarks(size, 1)
+    source = torch.zeros(1, 17)
+    grief = au_vector({"AU01": 0.5, "AU04": 0.5})[None]
+    offsets = grid_offsets_px(fields_grid(fields, source, grief, 1000.0, landmarks))[0]  # a bound far away: linear
+    summed = grid_offsets_px(fields_grid(fields, source, grief, 1000.0))[0]
+    assert torch.allclose(summed, torch.tensor([0.5, 1.5]), atol=1e-3)
+    (head_x, head_y), (tail_x, tail_y) = landmarks[0, 107].round().long(), landmarks[0, 70].round().long()
+    assert offsets[head_y, head_x, 1].abs() < 0.1 and offsets[head_y, head_x, 0] == pytest.approx(0.5, abs=0.05)
+    assert torch.allclose(offsets[tail_y, tail_x], summed[tail_y, tail_x], atol=0.05)
+    # The brow lowerer alone, and no change, are composed as a sum.
+    lowerer = au_vector({"AU04": 0.5})[None]
+    assert torch.equal(fields_grid(fields, source, lowerer, 1000.0, landmarks), fields_grid(fields, source, lowerer, 1000.0))
+    assert torch.equal(fields_grid(fields, source, source, 8.0, landmarks), identity_grid(1, size, size))
+
+
+def test_a_deformer_composes_1_plus_4_only_when_built_to_and_asks_for_what_it_needs():
+    torch.manual_seed(0)
+    model = trained_a_little(change_conditioned_defgan(64, landmark_input=True))
+    image, landmarks = torch.rand(1, 3, 64, 64) * 2 - 1, face_landmarks(64, 1)
+    source, grief = torch.zeros(1, 17), au_vector({"AU01": 0.5, "AU04": 0.5})[None]
+    combined = with_inner_brow_combination(model)
+    assert combined.deformer.inner_brow_combination and combined.texturer is model.texturer
+    fields = model.deformer.au_fields(image, landmarks)
+    expected = fields_grid(fields, source, grief, model.deformer.max_offset, landmarks)
+    assert torch.allclose(combined(image, source, grief, landmarks).grid, expected, atol=1e-6)
+    assert not torch.allclose(model(image, source, grief, landmarks).grid, expected, atol=1e-3)
+    for aus in ({"AU01": 0.5}, {"AU04": 0.5, "AU12": 0.3}):
+        target = au_vector(aus)[None]
+        assert torch.equal(combined(image, source, target, landmarks).image, model(image, source, target, landmarks).image)
+    with pytest.raises(ValueError, match="pass them"):
+        combined.deformer.fields_grid(fields, source, grief)
+    with pytest.raises(ValueError, match="landmark_input=True"):
+        DeformationGenerator(image_size=64, width=8, num_res_blocks=1, conditioning="change", inner_brow_combination=True)
+    with pytest.raises(ValueError, match="texture-only"):
+        with_inner_brow_combination(small_defgan(texture_only=True))
 
 
 def test_landmark_maps_light_each_region_where_its_landmarks_are_and_flip_with_the_face():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
-from defgan_hf.aus import AU_REGIONS
+from defgan_hf.aus import AU_REGIONS, au_vector
 from defgan_hf.images import image_to_tensor
 from defgan_hf.face_regions import INNER_LIPS, NUM_MESH_LANDMARKS, opened_mouth_mask, region_landmarks
 from defgan_hf.motion import (FACS_PRIOR, MIN_AU_RANGE, MotionModel, facs_prior_displacements, fit_motion_data, main,
@@ -149,6 +149,34 @@ def test_motion_is_linear_past_the_range_of_the_data_but_a_shut_lid_closes_no_fu
     at_high[0, blink], beyond[0, blink] = motion.au_high[blink], 1.0
     assert motion.au_high[blink] < 1.0
     assert torch.equal(motion.landmark_motion(source, beyond), motion.landmark_motion(source, at_high))
+
+
+def brow_edit(**aus: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A source with no AU and a target with ``aus``."""
+    source = torch.zeros(1, len(AU_NAMES))
+    return source, au_vector(aus)[None]
+
+
+def test_with_the_inner_brow_combination_1_plus_4_raises_the_inner_brows_and_slants_the_brows(motion):
+    combined = MotionModel(**{**motion._hub_mixin_config, "inner_brow_combination": True})
+    combined.load_state_dict(motion.state_dict())
+    heads, tails = list(INNER_BROWS.values()), [70, 300]
+    raiser = motion.landmark_motion(*brow_edit(AU01=0.6))[0]
+    added = motion.landmark_motion(*brow_edit(AU01=0.6, AU04=0.6))[0]
+    grief = combined.landmark_motion(*brow_edit(AU01=0.6, AU04=0.6))[0]
+    # Summed, the lowerer undoes part of the raiser's lift of the inner brows; in 1+4 the lift is the raiser's.
+    assert added[heads, 1].mean() > raiser[heads, 1].mean() + 0.5
+    assert torch.allclose(grief[heads, 1], raiser[heads, 1], atol=0.05 * raiser[heads, 1].abs().max())
+    # The tails are lowered as before (the brows turn oblique), and the brows are still drawn together.
+    assert torch.allclose(grief[tails], added[tails], atol=1e-3)
+    assert torch.allclose(grief[heads, 0], added[heads, 0], atol=0.1)
+    assert grief[tails, 1].mean() > grief[heads, 1].mean() + 1.0
+    # Either AU alone, and no change, move the brows as before.
+    for aus in ({"AU01": 0.6}, {"AU04": 0.6}, {}):
+        assert torch.equal(combined.landmark_motion(*brow_edit(**aus)), motion.landmark_motion(*brow_edit(**aus)))
+    # From 1+4 back to no expression the inner brows come back down by the raiser's lift alone.
+    source, target = brow_edit(AU01=0.6, AU04=0.6)
+    assert torch.allclose(combined.landmark_motion(target, source), -grief[None], atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -72,18 +72,43 @@ def with_au_modulation(model: DefGAN) -> DefGAN:
         ValueError: if the weights do not carry over (a bug, not a user error).
     """
     def modulated(network: nn.Module) -> nn.Module:
-        if network.au_modulation:
-            return network
-        rebuilt = type(network)(**{**network._hub_mixin_config, "au_modulation": True})
-        missing, unexpected = rebuilt.load_state_dict(network.state_dict(), strict=False)
-        if unexpected or any(".modulation." not in key for key in missing):
-            raise ValueError(f"weights did not carry over: missing {missing}, unexpected {unexpected}")
-        return rebuilt.to(next(network.parameters()).device).train(network.training)
+        return network if network.au_modulation else _rebuilt(network, au_modulation=True)
 
     # A change-conditioned deformation generator sees no AUs: nothing to modulate.
     deformer = model.deformer if model.deformer is None or model.deformer.conditioning == "change" \
         else modulated(model.deformer)  # fmt: skip
     return DefGAN(modulated(model.texturer), deformer, mask_regions=model.mask_regions)
+
+
+def with_inner_brow_combination(model: DefGAN) -> DefGAN:
+    """The same networks, the deformation generator's fields composed as FACS's 1+4 moves the brows
+    (:class:`DeformationGenerator`'s ``inner_brow_combination``). No weight changes: edits that do not change the
+    inner brow raiser and the brow lowerer together are exactly those of ``model``.
+
+    Raises:
+        ValueError: for a texture-only model, or a deformation generator without per-AU fields composed on the
+            face's landmarks (``conditioning="change"`` and ``landmark_input``).
+    """
+    if model.deformer is None:
+        raise ValueError("A texture-only model has no deformation generator whose brows' motion to compose.")
+    deformer = model.deformer
+    if not deformer.inner_brow_combination:
+        deformer = _rebuilt(deformer, inner_brow_combination=True)
+    return DefGAN(model.texturer, deformer, mask_regions=model.mask_regions)
+
+
+def _rebuilt(network: nn.Module, **config: Any) -> nn.Module:
+    """``network`` built again with ``config`` changed, its weights carried over (AU modulations that ``config``
+    adds start at zero).
+
+    Raises:
+        ValueError: if the weights do not carry over (a bug, not a user error).
+    """
+    rebuilt = type(network)(**{**network._hub_mixin_config, **config})
+    missing, unexpected = rebuilt.load_state_dict(network.state_dict(), strict=False)
+    if unexpected or any(".modulation." not in key for key in missing):
+        raise ValueError(f"weights did not carry over: missing {missing}, unexpected {unexpected}")
+    return rebuilt.to(next(network.parameters()).device).train(network.training)
 
 
 class DefGAN(nn.Module, HubModel):
@@ -153,7 +178,7 @@ class DefGAN(nn.Module, HubModel):
             if self.deformer.conditioning == "change":
                 au_fields = self.deformer.au_fields(image, landmarks)
                 if grid is None:
-                    grid = self.deformer.fields_grid(au_fields, target_aus - source_aus)
+                    grid = self.deformer.fields_grid(au_fields, source_aus, target_aus, landmarks)
             elif grid is None:
                 grid = self.deformer(image, source_aus, target_aus, landmarks)
             deformed = warp(image, grid)

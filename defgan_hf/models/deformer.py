@@ -5,26 +5,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..aus import NUM_AUS
-from ..face_regions import REGION_SEEDS, landmark_heatmaps
+from ..aus import AU_NAMES, INNER_BROW_COMBINATION, NUM_AUS, inner_brow_combination_change
+from ..face_regions import REGION_SEEDS, inner_brow_lowering_field, landmark_heatmaps
 from ..warp import bounded_offset_grid
 from .blocks import AUSequential, Encoder, check_aus, check_image, conv_norm_relu, tile_aus
 from .hub import HubModel
 
 
-def fields_grid(fields: torch.Tensor, change: torch.Tensor, max_offset: float) -> torch.Tensor:
+def fields_grid(fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor, max_offset: float,
+                landmarks: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """The grid of an edit from per-AU fields: ``max_offset · tanh(Σ_k Δ_k P_k / max_offset)``.
+
+    With ``landmarks``, FACS's 1+4 (:data:`~defgan_hf.aus.INNER_BROW_COMBINATION`): the brow lowerer's field
+    lowers the inner brows only by the lowerer's excess over the inner brow raiser, so the sum is less
+    ``c · L(P_04)`` (``c``: :func:`~defgan_hf.aus.inner_brow_combination_change`, ``L``:
+    :func:`~defgan_hf.face_regions.inner_brow_lowering_field`).
 
     Args:
         fields: ``(N, num_aus, 2, S, S)`` in pixels per unit change (:meth:`DeformationGenerator.au_fields`, or the
             motion model's :meth:`~defgan_hf.motion.MotionModel.au_fields`, which teach them).
-        change: ``(N, num_aus)`` the AU change ``Δ = y − x``, in ``[-1, 1]``.
+        source_aus, target_aus: ``(N, num_aus)`` in ``[0, 1]``; the AU change is ``Δ = y − x``.
         max_offset: the bound, in pixels.
+        landmarks: ``(N, ≥468, 2)`` the face's landmarks in pixels of the crop, for the 1+4 rule; None for none.
 
     Returns:
         Grid ``(N, S, S, 2)``, the identity grid exactly where ``Δ = 0``.
     """
-    offsets = torch.einsum("nk,nkchw->nchw", change.to(fields.dtype), fields)
+    offsets = torch.einsum("nk,nkchw->nchw", (target_aus - source_aus).to(fields.dtype), fields)
+    if landmarks is not None:
+        lowerer = fields[:, AU_NAMES.index(INNER_BROW_COMBINATION[1])]
+        combination = inner_brow_combination_change(source_aus, target_aus).to(fields.dtype)
+        offsets = offsets - combination[:, None, None, None] * inner_brow_lowering_field(lowerer, landmarks)
     return bounded_offset_grid(offsets / max_offset, max_offset)
 
 
@@ -59,11 +70,15 @@ class DeformationGenerator(nn.Module, HubModel):
             network that must find them in the pixels learns to find them on its training faces only (on new
             faces the first v2 release moved the brows 20–50% less than on its training faces), while the
             landmarker finds them on any face. The forward pass then needs the landmarks.
+        inner_brow_combination: compose the fields as FACS's 1+4 moves the brows (:func:`fields_grid`; not in
+            the paper). Needs ``conditioning="change"`` and ``landmark_input``. It changes no weight: a network
+            trained without it composes its fields this way once it is set.
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
                  num_res_blocks: int = 6, max_offset: float = 5.0, au_modulation: bool = False,
-                 conditioning: str = "paper", landmark_input: bool = False) -> None:
+                 conditioning: str = "paper", landmark_input: bool = False,
+                 inner_brow_combination: bool = False) -> None:  # fmt: skip
         super().__init__()
         if image_size % 2**num_downsamples:
             raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
@@ -78,8 +93,12 @@ class DeformationGenerator(nn.Module, HubModel):
         if au_modulation and conditioning == "change":
             raise ValueError("au_modulation needs conditioning='paper': with 'change' the network sees no AUs (the "
                              "change weights its per-AU fields after the last layer).")  # fmt: skip
+        if inner_brow_combination and (conditioning != "change" or not landmark_input):
+            raise ValueError("inner_brow_combination composes per-AU fields on the face's landmarks: it needs "
+                             "conditioning='change' and landmark_input=True.")  # fmt: skip
         self.conditioning = conditioning
         self.landmark_input = landmark_input
+        self.inner_brow_combination = inner_brow_combination
         conditioning_aus = 2 * num_aus if conditioning == "paper" else 0
         modulating_aus = conditioning_aus if au_modulation else 0
         landmark_channels = len(REGION_SEEDS) if landmark_input else 0
@@ -114,7 +133,7 @@ class DeformationGenerator(nn.Module, HubModel):
         check_aus(source_aus, image.shape[0], self.num_aus, "source_aus")
         check_aus(target_aus, image.shape[0], self.num_aus, "target_aus")
         if self.conditioning == "change":
-            return self.fields_grid(self.au_fields(image, landmarks), target_aus - source_aus)
+            return self.fields_grid(self.au_fields(image, landmarks), source_aus, target_aus, landmarks)
         s = self.image_size
         aus = torch.cat((source_aus, target_aus), dim=1).to(image.dtype)
         inputs = torch.cat((self._inputs(image, landmarks), tile_aus(aus, s, s)), dim=1)
@@ -151,9 +170,15 @@ class DeformationGenerator(nn.Module, HubModel):
                              f"{None if landmarks is None else tuple(landmarks.shape)}.")  # fmt: skip
         return torch.cat((image, landmark_heatmaps(landmarks.to(image), self.image_size)), dim=1)
 
-    def fields_grid(self, fields: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
-        """The grid of an edit from :meth:`au_fields`: :func:`fields_grid` with this network's ``max_offset``."""
-        return fields_grid(fields, change, self.max_offset)
+    def fields_grid(self, fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
+                    landmarks: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """The grid of an edit from :meth:`au_fields`: :func:`fields_grid` with this network's ``max_offset``, and
+        with FACS's 1+4 if the network has ``inner_brow_combination`` (``landmarks`` are then needed)."""
+        if self.inner_brow_combination and landmarks is None:
+            raise ValueError("This deformation generator composes the brows' fields on the face's landmarks: pass "
+                             "them, (N, 478, 2) in pixels of the crop.")  # fmt: skip
+        return fields_grid(fields, source_aus, target_aus, self.max_offset,
+                           landmarks if self.inner_brow_combination else None)
 
     def usage_example(self) -> str:
         s = self.image_size
