@@ -120,6 +120,20 @@ def test_presets_with_brow_aus_move_the_brows_more_than_happy_does(pipeline, fac
         assert brows > max(happy, MIN_MOTION_PX), f"{expression} moves the brows by {brows:.3f} px, happy {happy:.3f}"
 
 
+@pytest.mark.parametrize("motion_model_only", [False, True])
+def test_sad_raises_the_inner_brows_and_slants_them_as_in_facs_1_plus_4(pipeline, faces, motion_model_only):
+    """Sad asks for the inner brow raiser and the brow lowerer together: the inner brows rise (the grid reads them
+    from below) and the tails do not, where summed motions cancelled on the inner brows (under 1.1 px)."""
+    for measured in faces["brows"]:
+        face = measured.face
+        edit = pipeline.edit_face(face, expression="sad", motion_model_only=motion_model_only)
+        offsets = grid_offsets_px(edit.grid)[0]
+        heads, tails = (face.landmarks[list(indices)].round().long()
+                        for indices in ((107, 336, 55, 285), (70, 300, 46, 276)))  # fmt: skip
+        lift, tail_lift = (offsets[points[:, 1], points[:, 0], 1].mean() for points in (heads, tails))
+        assert lift > 1.5 and tail_lift < lift - 1.5, f"inner brows {lift:.2f} px up, tails {tail_lift:.2f} px"
+
+
 def test_edits_are_deterministic(pipeline, faces):
     face = faces["brows"][0].face
     first, second = (pipeline.edit_face(face, expression="happy") for _ in range(2))

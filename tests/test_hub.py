@@ -63,17 +63,17 @@ def test_config_holds_every_constructor_size(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config == {"image_size": 32, "num_aus": 17, "width": 8, "num_downsamples": 2,
                       "num_res_blocks": 1, "max_offset": 2.5, "au_modulation": False, "conditioning": "paper",
-                      "landmark_input": False}
+                      "landmark_input": False, "inner_brow_combination": False}
 
 
 def test_configs_written_before_au_modulation_and_change_conditioning_existed_still_load(tmp_path):
     deformer = DeformationGenerator(**SMALL)
     deformer.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["au_modulation"], config["conditioning"]
+    del config["au_modulation"], config["conditioning"], config["inner_brow_combination"]
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = DeformationGenerator.from_pretrained(tmp_path)
-    assert not loaded.au_modulation and loaded.conditioning == "paper"
+    assert not loaded.au_modulation and loaded.conditioning == "paper" and not loaded.inner_brow_combination
     assert_same_weights(deformer, loaded)
 
 
