@@ -426,6 +426,14 @@ class Trainer:
         """Build (or load) the networks, their Adam optimisers, and prepare them for ``accelerator``; the loss
         weights from the ``--lambda_*`` flags; ``motion_model`` teaches the deformation generator."""
         model, discriminator = build_models(args)
+        if (motion_model is not None and model.deformer is not None
+                and motion_model.inner_brow_combination != model.deformer.inner_brow_combination):
+            # A pretrained deformation generator keeps its own composition; a motion model fitted again does not.
+            said = {True: "does", False: "does not"}
+            raise SystemExit("The deformation generator and its motion model must move the brows alike (FACS's 1+4, "
+                             f"inner_brow_combination): the generator {said[model.deformer.inner_brow_combination]}, "
+                             f"the motion model {said[motion_model.inner_brow_combination]}. Pass "
+                             "--inner_brow_combination to give both the rule.")  # fmt: skip
         if args.freeze_deformer:
             model.deformer.requires_grad_(False)  # no gradient, so Adam leaves its weights as they are
         identity_model = build_identity_model(args.identity_model, model.texture_only)

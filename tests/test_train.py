@@ -313,6 +313,11 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
                                 "--conditioning", "change", "--inner_brow_combination", "--max_train_steps", "3"))
     assert refused.returncode != 0 and "add --conditioning change and --landmark_input" in refused.stderr
+    # Fine-tuning it with a motion model fitted again, without the flag, would teach the brows a sum of motions.
+    refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
+                                "--pretrained_model", str(out / "model"), "--motion_model", str(small_motion_set),
+                                "--max_train_steps", "3"))  # fmt: skip
+    assert refused.returncode != 0 and "must move the brows alike" in refused.stderr
 
 
 def test_the_mouth_interior_can_be_taught_longer_with_the_deformer_frozen(small_motion_set, tmp_path):
