@@ -9,9 +9,10 @@ landmark ``i`` by
 linear over the whole 0–1 scale of each AU, past the range the data showed too (an AU seen up to 0.5 moves
 twice as far at 1), except the AUs of :data:`SATURATING_AUS`, held to that range (a shut lid closes no
 further). With ``inner_brow_combination`` the brow lowerer lowers the inner brows only beyond the inner brow
-raiser, as in FACS's 1+4 (:data:`~defgan_hf.aus.INNER_BROW_COMBINATION`). :meth:`MotionModel.grid` interpolates those displacements, at the face's own
-landmarks, into a dense deformation grid in the convention of :mod:`defgan_hf.warp`: a thin-plate
-spline, bounded by ``max_offset`` like the deformation generator's grid, and zero at the crop's border.
+raiser, as in FACS's 1+4 (:data:`~defgan_hf.aus.INNER_BROW_COMBINATION`). :meth:`MotionModel.grid` interpolates
+those displacements, at the face's own landmarks, into a dense deformation grid in the convention of
+:mod:`defgan_hf.warp`: a thin-plate spline, bounded by ``max_offset`` like the deformation generator's grid, and
+zero at the crop's border.
 
 Fitting (:func:`regress_motion`, :func:`fit_motion_data`) is a linear regression of landmark positions on the AUs, with:
 

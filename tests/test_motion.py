@@ -10,7 +10,8 @@ import torch
 from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.aus import AU_REGIONS, au_vector
 from defgan_hf.images import image_to_tensor
-from defgan_hf.face_regions import INNER_LIPS, NUM_MESH_LANDMARKS, opened_mouth_mask, region_landmarks
+from defgan_hf.face_regions import (BROW_TAILS, INNER_BROW_HEADS, INNER_LIPS, NUM_MESH_LANDMARKS, opened_mouth_mask,
+                                    region_landmarks)
 from defgan_hf.motion import (FACS_PRIOR, MIN_AU_RANGE, MotionModel, facs_prior_displacements, fit_motion_data, main,
                                read_motion_data, regress_motion)
 from defgan_hf.warp import grid_offsets_px, identity_grid, warp
@@ -160,7 +161,7 @@ def brow_edit(**aus: float) -> tuple[torch.Tensor, torch.Tensor]:
 def test_with_the_inner_brow_combination_1_plus_4_raises_the_inner_brows_and_slants_the_brows(motion):
     combined = MotionModel(**{**motion._hub_mixin_config, "inner_brow_combination": True})
     combined.load_state_dict(motion.state_dict())
-    heads, tails = list(INNER_BROWS.values()), [70, 300]
+    heads, tails = list(INNER_BROW_HEADS), list(BROW_TAILS)
     raiser = motion.landmark_motion(*brow_edit(AU01=0.6))[0]
     added = motion.landmark_motion(*brow_edit(AU01=0.6, AU04=0.6))[0]
     grief = combined.landmark_motion(*brow_edit(AU01=0.6, AU04=0.6))[0]
