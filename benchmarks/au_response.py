@@ -23,15 +23,13 @@ Prints a Markdown table and writes the matrices, ``benchmarks/results/au_respons
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.real_photos import (MOTION_MODEL_LABEL, ROOT, detect_all, held_out_faces, load_pipeline,
-                                    model_config, read_aus)  # fmt: skip
+from benchmarks.real_photos import (MOTION_MODEL_LABEL, ROOT, add_single_model_arguments, detect_all, held_out_faces,
+                                    load_pipeline, model_config, read_aus, write_results)  # fmt: skip
 from defgan_hf import AU_FACS_NAMES, AU_NAMES
 from defgan_hf.pipeline import DEFAULT_MODEL, DefGANPipeline, DetectedFace
 
@@ -109,13 +107,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="DefGAN repo id or folder with a motion model (default: the "
-                        "model shipped in the package, defgan_hf/default_model).")  # fmt: skip
-    parser.add_argument("--photos_dir", type=Path, default=None, help="where the evaluation photos are extracted "
-                        "(default: <asset cache>/evaluation_photos).")  # fmt: skip
-    parser.add_argument("--max_faces", type=int, default=None, help="evaluate only the first N faces (quick runs).")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file "
-                        "(default: benchmarks/results/au_response.json).")  # fmt: skip
+    add_single_model_arguments(parser, RESULTS)
     args = parser.parse_args()
     name = DEFAULT_MODEL if args.model is None else args.model
     pipeline = load_pipeline(name, "cpu")
@@ -131,12 +123,7 @@ def main() -> None:
                    "step": STEP, "au_order": list(AU_NAMES), "torch_version": torch.__version__},
         "response": response,
     }
-    table = markdown(results)
-    print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nWrote {args.output}")
-
+    write_results(results, markdown(results), args.output)
 
 if __name__ == "__main__":
     main()

@@ -27,13 +27,12 @@ Prints a Markdown table and writes ``benchmarks/results/motion_fidelity.json`` (
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.real_photos import ROOT, detect_all, held_out_faces, load_pipeline
+from benchmarks.real_photos import ROOT, detect_all, held_out_faces, load_pipeline, write_results
 from defgan_hf import AU_FACS_NAMES, AU_NAMES
 from defgan_hf.data import IMAGE_FOLDER
 from defgan_hf.face_regions import NUM_MESH_LANDMARKS
@@ -139,11 +138,7 @@ def main() -> None:
             }
         results["models"][label] = {f"{face_set} ({len(images)})": fidelity(pipeline, images, landmarks)
                                     for face_set, (images, landmarks) in face_sets[pipeline.image_size].items()}
-    print(markdown(results))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nWrote {args.output}")
-
+    write_results(results, markdown(results), args.output)
 
 if __name__ == "__main__":
     main()

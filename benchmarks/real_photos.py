@@ -263,6 +263,26 @@ def different_people_distance(sface: torch.nn.Module, crops: list[Image.Image],
     return (float(np.mean(distances)) if distances else None), len(distances)
 
 
+def add_single_model_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
+    """The arguments of a benchmark of one model with a motion model on the held-out photos: ``--model``,
+    ``--photos_dir``, ``--max_faces`` and ``--output`` (default ``results``)."""
+    parser.add_argument("--model", default=None, help="DefGAN repo id or folder with a motion model (default: the "
+                        "model shipped in the package, defgan_hf/default_model).")  # fmt: skip
+    parser.add_argument("--photos_dir", type=Path, default=None, help="where the evaluation photos are extracted "
+                        "(default: <asset cache>/evaluation_photos).")  # fmt: skip
+    parser.add_argument("--max_faces", type=int, default=None, help="evaluate only the first N faces (quick runs).")
+    parser.add_argument("--output", type=Path, default=results,
+                        help=f"JSON results file (default: {results.relative_to(ROOT)}).")
+
+
+def write_results(results: dict, table: str, output: Path) -> None:
+    """Print a benchmark's Markdown ``table`` and write its ``results`` as JSON to ``output``."""
+    print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nWrote {output}")
+
+
 def load_pipeline(name: str | Path, device: str) -> DefGANPipeline:
     """A pipeline for a DefGAN or texture-only repo (Hub repo id or folder), source AUs from the landmarks."""
     return DefGANPipeline.from_pretrained(name, device=device, au_source="landmarks")

@@ -49,7 +49,7 @@ from .face_regions import (EYES, LIP_CORNERS, NUM_MESH_LANDMARKS, eye_distance, 
                            region_landmarks)
 from .models import MOTION_FOLDER
 from .models.hub import HubModel
-from .warp import bounded_offset_grid
+from .warp import identity_grid
 
 MIN_AU_RANGE: float = 0.2
 """An AU whose values in the data span less than this (1st to 99th percentile, on the 0–1 scale) is not
@@ -299,9 +299,19 @@ class MotionModel(nn.Module, HubModel):
         image_size: side of the crops whose pixels the displacements and landmarks are in.
         num_aus: length of the AU vectors.
         num_landmarks: face-mesh landmarks the model moves (468: MediaPipe's mesh without irises).
-        max_offset: largest displacement of the grid, in pixels, ``max_offset · tanh(d / max_offset)``.
+        max_offset: largest displacement of the grid, in pixels: each axis of the spline's offset is clamped to
+            ``±max_offset`` (below it the grid moves the landmarks by exactly their displacement; a bound of the
+            ``tanh`` form would shorten every motion, a 4-pixel one by 8% at 8 pixels).
         smoothing: regularisation of the thin-plate spline (0 interpolates the landmarks exactly; more
-            averages neighbouring landmarks that move differently, as the lids do when they close).
+            averages neighbouring landmarks that move differently, as the lids do when they close). With a lattice
+            point every two pixels, 1e-3 let the spline overshoot between the landmarks of parting lips and fold
+            the grid along them; 2e-3 does not, and moves the landmarks as far, to within 2% of their displacement.
+        spline_resolution: side of the lattice the spline is evaluated on before it is upsampled bilinearly to the
+            crop. 32, what models saved before this option hold; :meth:`from_fit` draws every two pixels (64 on
+            128-pixel crops). A coarser lattice flattens the field between landmarks that move differently (lips,
+            lids): at 32 the grid moved the lip corners of a smile by 0.76 of their displacement
+            (``BENCHMARKS.md``, "The motion model's grid, drawn finer"); a finer one is slower and, at every pixel,
+            folds over parting lips, where the spline overshoots between their landmarks.
         border: the grid fades to zero over this many pixels at the crop's edge.
         field_step: the change of one AU whose grid :meth:`au_fields` divides by it; 0 for the tangent at no change.
         inner_brow_combination: move the brows as FACS's 1+4 does (:data:`~defgan_hf.aus.INNER_BROW_COMBINATION`):
@@ -311,16 +321,19 @@ class MotionModel(nn.Module, HubModel):
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, num_landmarks: int = NUM_MESH_LANDMARKS,
-                 max_offset: float = 8.0, smoothing: float = 1e-3, border: float = 6.0,
-                 field_step: float = 0.0, inner_brow_combination: bool = False) -> None:  # fmt: skip
+                 max_offset: float = 8.0, smoothing: float = 2e-3, border: float = 6.0,
+                 field_step: float = 0.0, inner_brow_combination: bool = False,
+                 spline_resolution: int = 32) -> None:  # fmt: skip
         super().__init__()
         if max_offset <= 0:
             raise ValueError(f"max_offset must be positive (pixels), got {max_offset}.")
+        if spline_resolution < 2:
+            raise ValueError(f"spline_resolution must be at least 2 (a lattice's side), got {spline_resolution}.")
         if not 0.0 <= field_step <= 1.0:
             raise ValueError(f"field_step must be in [0, 1] (AU units), got {field_step}.")
         self.image_size, self.num_aus, self.num_landmarks = image_size, num_aus, num_landmarks
         self.max_offset, self.smoothing, self.border = max_offset, smoothing, border
-        self.field_step = field_step
+        self.field_step, self.spline_resolution = field_step, spline_resolution
         self.inner_brow_combination = inner_brow_combination
         self.register_buffer("displacements", torch.zeros(num_aus, num_landmarks, 2))
         self.register_buffer("mean_landmarks", torch.zeros(num_landmarks, 2))
@@ -331,7 +344,9 @@ class MotionModel(nn.Module, HubModel):
     @classmethod
     def from_fit(cls, fit: MotionFit, image_size: int = 128, **config: float | bool) -> MotionModel:
         """The model of a :func:`regress_motion` result (``config``: ``max_offset``, ``smoothing``, ``border``,
-        ``field_step``, ``inner_brow_combination``)."""
+        ``field_step``, ``inner_brow_combination``, ``spline_resolution``: a lattice point every two pixels unless
+        given)."""
+        config = {"spline_resolution": image_size // 2, **config}
         model = cls(image_size=image_size, num_aus=len(fit.supported), num_landmarks=fit.mean_landmarks.shape[0],
                     **config)  # fmt: skip
         for name in ("displacements", "mean_landmarks", "au_low", "au_high", "supported"):
@@ -388,29 +403,26 @@ class MotionModel(nn.Module, HubModel):
         return motion - inner_brow_combination_change(source_aus, target_aus)[:, None, None] * lowering
 
     def grid(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
-             mirrored: torch.Tensor | None = None, resolution: int = 32) -> torch.Tensor:  # fmt: skip
+             mirrored: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """The deformation grid of an edit, at the face's own landmarks.
 
         A landmark at ``l`` that the edit moves by ``d`` is seen at ``l + d`` in the edited crop, which
         reads the input at ``l``: the backward offset ``−d`` at ``l + d``. A thin-plate spline through
-        these offsets and through zero offsets on the crop's border is evaluated on a coarse
-        ``resolution²`` lattice (the field is smooth) and upsampled, then bounded and faded to zero at
-        the border.
+        these offsets and through zero offsets on the crop's border is evaluated on a lattice (``spline_resolution``)
+        and upsampled, then bounded and faded to zero at the border.
 
         Args:
             landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
             source_aus, target_aus: ``(N, 17)`` in ``[0, 1]``.
             mirrored: ``(N,)`` bool, faces flipped left-right with their landmarks (each index then names the
                 point of the other side, whose motion is the mirror image); None for none.
-            resolution: side of the lattice the spline is evaluated on.
 
         Returns:
             ``(N, S, S, 2)`` grid in the convention of :mod:`defgan_hf.warp`; the identity grid, exactly,
             where ``target = source``.
         """
         points = landmarks[:, : self.num_landmarks].to(self.displacements)
-        return self.landmark_grid(points, self.edit_motion(source_aus.to(points), target_aus.to(points), mirrored),
-                                  resolution)  # fmt: skip
+        return self.landmark_grid(points, self.edit_motion(source_aus.to(points), target_aus.to(points), mirrored))
 
     def edit_motion(self, source_aus: torch.Tensor, target_aus: torch.Tensor,
                     mirrored: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
@@ -421,7 +433,7 @@ class MotionModel(nn.Module, HubModel):
         """
         return _mirror(self.landmark_motion(source_aus, target_aus), mirrored)
 
-    def landmark_grid(self, landmarks: torch.Tensor, motion: torch.Tensor, resolution: int = 32) -> torch.Tensor:
+    def landmark_grid(self, landmarks: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         """The grid that moves each landmark by ``motion``, drawn as :meth:`grid` draws an edit's: the backward
         offset ``−d`` at ``l + d``, a thin-plate spline through them and zero on the border, bounded and faded.
 
@@ -431,7 +443,6 @@ class MotionModel(nn.Module, HubModel):
         Args:
             landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
             motion: ``(N, ≥num_landmarks, 2)`` each landmark's displacement in pixels, ``(x, y)``.
-            resolution: side of the lattice the spline is evaluated on.
 
         Returns:
             ``(N, S, S, 2)`` grid in the convention of :mod:`defgan_hf.warp`; the identity grid where ``motion`` is 0.
@@ -440,12 +451,11 @@ class MotionModel(nn.Module, HubModel):
         motion = motion[:, : self.num_landmarks].to(points)
         to_unit = 2.0 / (self.image_size - 1)
         destinations = points * to_unit - 1.0 + motion * to_unit
-        # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.
-        offsets = self._dense(_spline_lattice(destinations.double(), -motion.double(), resolution, self.smoothing))
-        return bounded_offset_grid(offsets.to(points) / self.max_offset, self.max_offset)
+        offsets = self._spline(destinations, -motion).clamp(-self.max_offset, self.max_offset)
+        return identity_grid(*offsets.shape[:1], self.image_size, self.image_size, offsets.device, offsets.dtype) \
+            + offsets.permute(0, 2, 3, 1) * to_unit
 
-    def au_fields(self, landmarks: torch.Tensor, mirrored: torch.Tensor | None = None,
-                  resolution: int = 32) -> torch.Tensor:  # fmt: skip
+    def au_fields(self, landmarks: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
         """Each AU's motion on this face, the teacher of :meth:`DeformationGenerator.au_fields`: the field ``B_k``
         with ``grid ≈ Id + Σ_k Δ_k B_k`` (no bound, no clamp to the AU's range).
 
@@ -459,7 +469,6 @@ class MotionModel(nn.Module, HubModel):
         Args:
             landmarks: ``(N, ≥num_landmarks, 2)`` the face's landmarks in pixels of the crop.
             mirrored: ``(N,)`` bool, faces flipped left-right with their landmarks, as in :meth:`grid`.
-            resolution: side of the lattice the spline is evaluated on.
 
         Returns:
             ``(N, num_aus, 2, S, S)`` ``(x, y)`` offsets in pixels per unit change; 0 for AUs that move nothing.
@@ -470,20 +479,23 @@ class MotionModel(nn.Module, HubModel):
         to_unit = 2.0 / (size - 1)
         if self.field_step == 0.0:
             values = -motion.permute(0, 2, 1, 3).reshape(count, self.num_landmarks, 2 * self.num_aus)
-            lattice = _spline_lattice((points * to_unit - 1.0).double(), values.double(), resolution, self.smoothing)
-            return self._dense(lattice).to(points).unflatten(1, (self.num_aus, 2))
+            return self._spline(points * to_unit - 1.0, values).unflatten(1, (self.num_aus, 2))
         moving = self.displacements.flatten(1).any(dim=1).nonzero().flatten().tolist()
         centres = (points[:, None] + self.field_step * motion[:, moving]) * to_unit - 1.0  # (N, k, L, 2)
-        lattice = _spline_lattice(centres.flatten(0, 1).double(), -motion[:, moving].flatten(0, 1).double(),
-                                  resolution, self.smoothing)  # fmt: skip
         fields = points.new_zeros(count, self.num_aus, 2, size, size)
-        fields[:, moving] = self._dense(lattice).to(points).unflatten(0, (count, len(moving)))
+        fields[:, moving] = self._spline(centres.flatten(0, 1), -motion[:, moving].flatten(0, 1)).unflatten(
+            0, (count, len(moving)))
         return fields
 
-    def _dense(self, lattice: torch.Tensor) -> torch.Tensor:
-        """``(N, C, R, R)`` spline values to ``(N, C, S, S)`` offsets, faded to zero at the crop's edge."""
+    def _spline(self, centres: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The thin-plate spline through ``values`` ``(N, K, C)`` pixels at ``centres`` ``(N, K, 2)`` (normalised
+        coordinates) as ``(N, C, S, S)`` offsets of the crop, faded to zero at its edge."""
         size = self.image_size
-        offsets = F.interpolate(lattice, size=(size, size), mode="bilinear", align_corners=True)
+        resolution = self.spline_resolution
+        # In float64: the spline's linear system mixes r² log r over the crop with the smoothing term.
+        offsets = _spline_lattice(centres.double(), values.double(), resolution, self.smoothing).to(values.dtype)
+        if resolution != size:
+            offsets = F.interpolate(offsets, size=(size, size), mode="bilinear", align_corners=True)
         distance_to_edge = torch.minimum(torch.arange(size), torch.arange(size).flip(0)).to(offsets)
         ramp = (distance_to_edge / self.border).clamp(0.0, 1.0)
         return offsets * (ramp[:, None] * ramp[None, :])

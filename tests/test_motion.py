@@ -3,10 +3,13 @@ the dense grid it draws, and how it ships with a model."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from benchmarks.grid_fidelity import MOVING, realised_fraction
 from defgan_hf import AU_NAMES, DefGAN, DeformationGenerator, TextureGenerator
 from defgan_hf.aus import AU_REGIONS, au_vector
 from defgan_hf.images import image_to_tensor
@@ -227,6 +230,21 @@ def test_the_grid_moves_the_mouth_where_the_landmarks_say(motion, face):
     assert torch.dist(read_from, corner) < 1.0
 
 
+def test_a_fitted_grid_moves_the_landmarks_by_their_displacement(motion, face):
+    # Drawn on a coarse lattice (32 on 128 pixels, what models saved before the option hold), the field between
+    # landmarks that move differently was flattened: on this face the smile's landmarks moved by 0.84 of their
+    # displacement and the lowered brows' by 0.77. A fit draws a lattice point every two pixels.
+    landmarks, aus = face
+    assert motion.spline_resolution == SIZE // 2
+    for name, least in (("AU12", 0.9), ("AU04", 0.82)):
+        target = aus.clone()
+        target[0, AU_NAMES.index(name)] = 0.8
+        displacement = motion.landmark_motion(aus, target)[0]
+        moving = displacement.norm(dim=1).argsort()[-MOVING:]
+        grid = motion.grid(landmarks, aus, target)
+        assert realised_fraction(grid, landmarks[0, moving], displacement[moving]) > least, name
+
+
 @pytest.mark.parametrize("mirrored", [False, True])
 def test_per_au_fields_are_the_grid_of_a_small_change(motion, face, mirrored):
     """The deformation generator's teacher: B_k with grid ≈ Id + Σ Δ_k B_k for small changes, mirrored faces too."""
@@ -305,6 +323,12 @@ def test_it_ships_in_a_model_folder_and_the_pipeline_loads_it(motion, tmp_path, 
     loaded = MotionModel.from_pretrained(tmp_path, subfolder="motion")
     for name, tensor in motion.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert loaded.spline_resolution == motion.spline_resolution == SIZE // 2
+    # A folder saved before the lattice was a setting draws its grid as it did then.
+    config = json.loads((tmp_path / "motion" / "config.json").read_text())
+    del config["spline_resolution"]
+    (tmp_path / "motion" / "config.json").write_text(json.dumps(config))
+    assert MotionModel.from_pretrained(tmp_path, subfolder="motion").spline_resolution == 32
 
     pipe = DefGANPipeline.from_pretrained(tmp_path)
     assert pipe.motion_model is not None

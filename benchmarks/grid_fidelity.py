@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""How far the motion model's grid moves the landmarks it is drawn through, and what the landmarker then sees.
+
+The motion model says how far each landmark moves (``MotionModel.landmark_motion``); its grid is a thin-plate
+spline through those motions, evaluated on a lattice and upsampled (``spline_resolution``), then bounded. For each
+AU and each held-out face (:data:`real_photos.EVALUATION_PHOTOS`) the face is edited with that AU raised by
+:data:`STEP` from 0, its other AUs at 0, by the motion model's grid alone, once per lattice side in
+``--spline_resolutions``. Over the :data:`MOVING` landmarks the AU moves most:
+
+- **grid**: the displacement the grid gives them (where a landmark arrives, the grid reads the input where it
+  was), as a fraction of their displacement: 1 is a grid that moves them exactly;
+- **landmarker**: MediaPipe's landmarks detected again on the warped crop, their motion as a fraction of the same
+  displacement (what the annotator's blendshapes are computed from);
+- **read back**: the annotator's change of the AU per unit asked (``benchmarks/au_response.py``'s diagonal).
+
+Prints a Markdown table and writes ``benchmarks/results/grid_fidelity.json`` (``--output``).
+
+    python -m benchmarks.grid_fidelity [--model REPO_ID_OR_FOLDER] [--spline_resolutions 32 64] [--output PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from benchmarks.real_photos import (ROOT, add_single_model_arguments, detect_all, held_out_faces, load_pipeline,
+                                    model_config, read_aus, write_results)  # fmt: skip
+from defgan_hf import AU_FACS_NAMES, AU_NAMES
+from defgan_hf.face import NoFaceError, detect_face
+from defgan_hf.images import image_to_tensor, tensor_to_image
+from defgan_hf.motion import MotionModel
+from defgan_hf.pipeline import DEFAULT_MODEL
+from defgan_hf.warp import grid_offsets_px, warp
+
+RESULTS = ROOT / "benchmarks" / "results" / "grid_fidelity.json"
+STEP = 0.5
+"""How far each edit raises its AU from 0, on the 0–1 scale."""
+MOVING = 20
+"""The landmarks an AU moves most, over which the fractions are taken."""
+
+
+def realised_fraction(grid: torch.Tensor, landmarks: torch.Tensor, displacement: torch.Tensor) -> float:
+    """How far a grid moves landmarks, as a fraction of their displacement (projected on it, over all of them).
+
+    A landmark at ``l`` moved by ``d`` is shown at ``l + d`` when the grid there reads the input at ``l``, i.e.
+    when its backward offset at ``l + d`` is ``−d``.
+
+    Args:
+        grid: ``(1, S, S, 2)`` in the convention of :mod:`defgan_hf.warp`.
+        landmarks, displacement: ``(L, 2)`` pixels of the ``S``-pixel crop.
+    """
+    size = grid.shape[1]
+    at = ((landmarks + displacement) * 2 / (size - 1) - 1)[None, None].to(grid)
+    offsets = grid_offsets_px(grid).permute(0, 3, 1, 2)
+    shown = -F.grid_sample(offsets, at, align_corners=True)[0, :, 0].T
+    return float((shown * displacement).sum() / displacement.pow(2).sum())
+
+
+def measure(motion_model: MotionModel, crops: list, landmarks: list[torch.Tensor]) -> dict[str, dict[str, float]]:
+    """AU → ``grid``, ``landmarker`` and ``read_back`` means over the faces (the module docstring says what)."""
+    results = {}
+    for k, name in enumerate(tqdm(AU_NAMES, desc=f"lattice {motion_model.spline_resolution}", unit="AU")):
+        source = torch.zeros(1, len(AU_NAMES))
+        target = source.clone()
+        target[0, k] = STEP
+        displacement = motion_model.landmark_motion(source, target)[0]
+        if not displacement.any():
+            continue
+        rows = displacement.norm(dim=1).argsort()[-MOVING:]
+        grid_parts, landmarker_parts, read_back = [], [], []
+        for crop, points in zip(crops, landmarks):
+            grid = motion_model.grid(points[None], source, target)
+            grid_parts.append(realised_fraction(grid, points[rows], displacement[rows]))
+            edited = tensor_to_image(warp(image_to_tensor(crop), grid))
+            try:
+                before, after = detect_face(crop), detect_face(edited)
+            except NoFaceError:
+                continue
+            seen = torch.from_numpy(after.landmarks[:, :2] - before.landmarks[:, :2]).float()[rows]
+            landmarker_parts.append(float((seen * displacement[rows]).sum() / displacement[rows].pow(2).sum()))
+            read_before, read_after = read_aus(crop), read_aus(edited)
+            if read_before is not None and read_after is not None:
+                read_back.append((read_after[k] - read_before[k]) / STEP)
+        results[name] = {"grid": float(np.mean(grid_parts)), "landmarker": float(np.mean(landmarker_parts)),
+                         "read_back": float(np.mean(read_back)), "faces": len(grid_parts)}  # fmt: skip
+    return results
+
+
+def markdown(results: dict) -> str:
+    """One row per AU: per lattice side, the grid's and the landmarker's fraction and the reading per unit."""
+    sides = list(results["lattices"])
+    step = results["config"]["step"]
+    moving = results["config"]["moving"]
+    lines = [f"Each held-out face warped by the motion model's grid for one AU raised from 0 to {step}; over the "
+             f"{moving} landmarks it moves most, the fraction of their displacement the grid gives them and the "
+             "landmarker then detects, and the annotator's reading of the AU per unit asked.", "",
+             "| AU | " + " | ".join(f"lattice {side}: grid | lattice {side}: landmarker | lattice {side}: read back"
+                                   for side in sides) + " |",  # fmt: skip
+             "|---|" + "---:|---:|---:|" * len(sides)]
+    for name in AU_NAMES:
+        if name not in results["lattices"][sides[0]]:
+            continue
+        cells = [f"{row['grid']:.2f} | {row['landmarker']:.2f} | {row['read_back']:.3f}"
+                 for row in (results["lattices"][side][name] for side in sides)]  # fmt: skip
+        lines.append(f"| {name} {AU_FACS_NAMES[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spline_resolutions", type=int, nargs="+", default=[32, 64],
+                        help="lattice sides to draw the grid on (default: 32 64)")
+    add_single_model_arguments(parser, RESULTS)
+    args = parser.parse_args()
+    name = DEFAULT_MODEL if args.model is None else args.model
+    pipeline = load_pipeline(name, "cpu")
+    if pipeline.motion_model is None:
+        parser.error(f"{name} has no motion model (a DefGAN model folder with motion/).")
+    _, faces, _ = held_out_faces(args.photos_dir, args.max_faces)
+    detected = detect_all(pipeline, faces)
+    crops, landmarks = [face.aligned.image for face in detected], [face.landmarks for face in detected]
+    motion_model = pipeline.motion_model
+    lattices = {}
+    with torch.inference_mode():
+        for side in args.spline_resolutions:
+            motion_model.spline_resolution = side
+            lattices[str(side)] = measure(motion_model, crops, landmarks)
+    results = {
+        "config": {"model": model_config(name, "DefGAN", pipeline), "faces": [ref.name for ref in faces],
+                   "step": STEP, "moving": MOVING, "smoothing": motion_model.smoothing,
+                   "torch_version": torch.__version__},
+        "lattices": lattices,
+    }
+    write_results(results, markdown(results), args.output)
+
+if __name__ == "__main__":
+    main()
