@@ -108,6 +108,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "the grid of a change of H of one AU, divided by H (one spline per AU, 7x the cost), "
                             "instead of the tangent at no change (0; the default of a new motion model), which "
                             "thickens closed lips asked to part. Saved with the motion model.")
+    model.add_argument("--motion_spline_resolution", type=int, default=None, metavar="N",
+                       help="Draw the motion model's grids and per-AU fields on an N x N lattice (default: the motion "
+                            "model's own; one fitted here draws every two pixels, one saved before the setting "
+                            "existed on 32 x 32). Saved with the motion model.")
+    model.add_argument("--motion_smoothing", type=float, default=None, metavar="S",
+                       help="Smoothing of the motion model's thin-plate spline (default: the motion model's own; 2e-3 "
+                            "for one fitted here). Saved with the motion model.")
     model.add_argument("--texture_only", action="store_true",
                        help="The GANimation ablation: no deformation generator, everything else equal.")
     model.add_argument("--freeze_deformer", action="store_true",
@@ -203,6 +210,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be at least 0, got {getattr(args, name)}.")
     if args.motion_field_step is not None and not 0.0 <= args.motion_field_step <= 1.0:
         parser.error(f"--motion_field_step must be in [0, 1] (AU units), got {args.motion_field_step}.")
+    if args.motion_spline_resolution is not None and args.motion_spline_resolution < 2:
+        parser.error(f"--motion_spline_resolution must be at least 2 (a lattice's side), got "
+                     f"{args.motion_spline_resolution}.")
+    if args.motion_smoothing is not None and args.motion_smoothing < 0:
+        parser.error(f"--motion_smoothing must be at least 0, got {args.motion_smoothing}.")
     if args.texture_pretraining_steps > 0 and args.frame_pairs is None:
         parser.error("--texture_pretraining_steps learns from pairs of video frames: name a defgan-annotate folder "
                      "of videos with --frame_pairs.")
@@ -270,11 +282,14 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
 
 
 def build_motion_model(args: argparse.Namespace) -> MotionModel | None:
-    """The motion model ``--motion_model`` names (see its help), at ``--resolution``, its per-AU fields drawn with
-    ``--motion_field_step`` where that is given, moving the brows as FACS's 1+4 does with ``--inner_brow_combination``."""
+    """The motion model ``--motion_model`` names (see its help), at ``--resolution``, its per-AU fields and grids
+    drawn with ``--motion_field_step``, ``--motion_spline_resolution`` and ``--motion_smoothing`` where they are given,
+    moving the brows as FACS's 1+4 does with ``--inner_brow_combination``."""
     if args.motion_model == "none":
         return None
-    config = {} if args.motion_field_step is None else {"field_step": args.motion_field_step}
+    drawing = {"field_step": args.motion_field_step, "spline_resolution": args.motion_spline_resolution,
+               "smoothing": args.motion_smoothing}
+    config = {name: value for name, value in drawing.items() if value is not None}
     if args.inner_brow_combination:
         config["inner_brow_combination"] = True
     candidates = [args.pretrained_model, args.data_dir] if args.motion_model == "auto" else [args.motion_model]

@@ -296,8 +296,9 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     out = tmp_path / "run"
     result = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(out), *TINY,
                                "--conditioning", "change", "--mask_regions", "--landmark_input", "--motion_pretraining_steps", "2",
-                               "--motion_field_step", "0.8", "--lambda_motion_teacher", "1", "--max_train_steps", "3",
-                               "--critic_steps", "1", "--inner_brow_combination"))  # fmt: skip
+                               "--motion_field_step", "0.8", "--motion_spline_resolution", "16", "--motion_smoothing",
+                               "0.005", "--lambda_motion_teacher", "1", "--max_train_steps", "3", "--critic_steps", "1",
+                               "--inner_brow_combination"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     card = (out / "model" / "README.md").read_text()
     for term in ("pretraining/au_fields", "pretraining/texture", "critic/wasserstein", "generator/motion_teacher"):
@@ -307,6 +308,7 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     assert model.deformer.inner_brow_combination  # the brows move as in FACS's 1+4, as its teacher's do
     motion = MotionModel.from_pretrained(out / "model", subfolder="motion")
     assert motion.field_step == 0.8 and motion.inner_brow_combination
+    assert motion.spline_resolution == 16 and motion.smoothing == 0.005
     refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
                                 "--motion_pretraining_steps", "2", "--max_train_steps", "3"))  # fmt: skip
     assert refused.returncode != 0 and "needs one with --conditioning change" in refused.stderr
