@@ -125,5 +125,6 @@ def main() -> None:
     }
     write_results(results, markdown(results), args.output)
 
+
 if __name__ == "__main__":
     main()

@@ -57,11 +57,24 @@ def realised_fraction(grid: torch.Tensor, landmarks: torch.Tensor, displacement:
     at = ((landmarks + displacement) * 2 / (size - 1) - 1)[None, None].to(grid)
     offsets = grid_offsets_px(grid).permute(0, 3, 1, 2)
     shown = -F.grid_sample(offsets, at, align_corners=True)[0, :, 0].T
-    return float((shown * displacement).sum() / displacement.pow(2).sum())
+    return projected_fraction(shown, displacement)
+
+
+def projected_fraction(moved: torch.Tensor, displacement: torch.Tensor) -> float:
+    """``moved`` ``(L, 2)`` projected on ``displacement`` ``(L, 2)``, over all the landmarks: 1 is all of the way."""
+    return float((moved * displacement).sum() / displacement.pow(2).sum())
 
 
 def measure(motion_model: MotionModel, crops: list, landmarks: list[torch.Tensor]) -> dict[str, dict[str, float]]:
     """AU → ``grid``, ``landmarker`` and ``read_back`` means over the faces (the module docstring says what)."""
+    # The inputs are detected and read once; a face the landmarker or the annotator misses is left out of those means.
+    detected, read = [], []
+    for crop in crops:
+        try:
+            detected.append(detect_face(crop))
+        except NoFaceError:
+            detected.append(None)
+        read.append(read_aus(crop))
     results = {}
     for k, name in enumerate(tqdm(AU_NAMES, desc=f"lattice {motion_model.spline_resolution}", unit="AU")):
         source = torch.zeros(1, len(AU_NAMES))
@@ -72,17 +85,19 @@ def measure(motion_model: MotionModel, crops: list, landmarks: list[torch.Tensor
             continue
         rows = displacement.norm(dim=1).argsort()[-MOVING:]
         grid_parts, landmarker_parts, read_back = [], [], []
-        for crop, points in zip(crops, landmarks):
+        for crop, points, before, read_before in zip(crops, landmarks, detected, read):
             grid = motion_model.grid(points[None], source, target)
             grid_parts.append(realised_fraction(grid, points[rows], displacement[rows]))
+            if before is None:
+                continue
             edited = tensor_to_image(warp(image_to_tensor(crop), grid))
             try:
-                before, after = detect_face(crop), detect_face(edited)
+                after = detect_face(edited)
             except NoFaceError:
                 continue
             seen = torch.from_numpy(after.landmarks[:, :2] - before.landmarks[:, :2]).float()[rows]
-            landmarker_parts.append(float((seen * displacement[rows]).sum() / displacement[rows].pow(2).sum()))
-            read_before, read_after = read_aus(crop), read_aus(edited)
+            landmarker_parts.append(projected_fraction(seen, displacement[rows]))
+            read_after = read_aus(edited)
             if read_before is not None and read_after is not None:
                 read_back.append((read_after[k] - read_before[k]) / STEP)
         results[name] = {"grid": float(np.mean(grid_parts)), "landmarker": float(np.mean(landmarker_parts)),
@@ -136,6 +151,7 @@ def main() -> None:
         "lattices": lattices,
     }
     write_results(results, markdown(results), args.output)
+
 
 if __name__ == "__main__":
     main()

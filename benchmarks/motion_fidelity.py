@@ -140,5 +140,6 @@ def main() -> None:
                                     for face_set, (images, landmarks) in face_sets[pipeline.image_size].items()}
     write_results(results, markdown(results), args.output)
 
+
 if __name__ == "__main__":
     main()

@@ -49,7 +49,7 @@ from .face_regions import (EYES, LIP_CORNERS, NUM_MESH_LANDMARKS, eye_distance, 
                            region_landmarks)
 from .models import MOTION_FOLDER
 from .models.hub import HubModel
-from .warp import identity_grid
+from .warp import offset_grid
 
 MIN_AU_RANGE: float = 0.2
 """An AU whose values in the data span less than this (1st to 99th percentile, on the 0–1 scale) is not
@@ -452,8 +452,7 @@ class MotionModel(nn.Module, HubModel):
         to_unit = 2.0 / (self.image_size - 1)
         destinations = points * to_unit - 1.0 + motion * to_unit
         offsets = self._spline(destinations, -motion).clamp(-self.max_offset, self.max_offset)
-        return identity_grid(*offsets.shape[:1], self.image_size, self.image_size, offsets.device, offsets.dtype) \
-            + offsets.permute(0, 2, 3, 1) * to_unit
+        return offset_grid(offsets.permute(0, 2, 3, 1))
 
     def au_fields(self, landmarks: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
         """Each AU's motion on this face, the teacher of :meth:`DeformationGenerator.au_fields`: the field ``B_k``

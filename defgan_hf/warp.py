@@ -42,11 +42,22 @@ def bounded_offset_grid(raw_offsets: torch.Tensor, max_offset: float) -> torch.T
     Returns:
         ``(N, H, W, 2)`` grid with ``|G − Id| ≤ max_offset`` pixels in each axis.
     """
-    _, _, height, width = raw_offsets.shape
-    pixel_to_normalised = raw_offsets.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
-    offset_px = max_offset * torch.tanh(raw_offsets.permute(0, 2, 3, 1))
-    base = identity_grid(raw_offsets.shape[0], height, width, raw_offsets.device, raw_offsets.dtype)
-    return base + offset_px * pixel_to_normalised
+    return offset_grid(max_offset * torch.tanh(raw_offsets.permute(0, 2, 3, 1)))
+
+
+def offset_grid(offsets_px: torch.Tensor) -> torch.Tensor:
+    """The grid that reads each pixel from ``offsets_px`` pixels away (the inverse of :func:`grid_offsets_px`).
+
+    Args:
+        offsets_px: ``(N, H, W, 2)`` displacement in pixels, ``(x, y)`` last.
+
+    Returns:
+        ``(N, H, W, 2)`` grid in normalised coordinates.
+    """
+    batch_size, height, width, _ = offsets_px.shape
+    pixel_to_normalised = offsets_px.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
+    base = identity_grid(batch_size, height, width, offsets_px.device, offsets_px.dtype)
+    return base + offsets_px * pixel_to_normalised
 
 
 def grid_offsets_px(grid: torch.Tensor) -> torch.Tensor:
