@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 from defgan_hf import DISCRIMINATOR_FOLDER, EXPRESSIONS, DefGAN, DeformationGenerator, Discriminator, TextureGenerator
 from defgan_hf.data import LANDMARKS_FILE, FaceAUDataset, FramePair, FramePairDataset, sample_target_aus
 from defgan_hf.images import read_face_crop
-from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation, with_inner_brow_combination
+from defgan_hf.models.defgan import MOTION_FOLDER, with_au_modulation, with_field_composition
+from defgan_hf.models.deformer import BOUNDS
 from defgan_hf.models.hub import atomic_folder, push_folder, replace_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
 from defgan_hf.objective import (EditBatch, LossWeights, critic_objective, generator_objective,
@@ -149,6 +150,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "model that teaches it: the brow lowerer lowers the inner brows only beyond the inner "
                             "brow raiser, instead of cancelling its lift. Needs --conditioning change and "
                             "--landmark_input (or a pretrained deformation generator that has both).")
+    model.add_argument("--arrival_steps", type=int, default=None, metavar="N",
+                       help="Not in the paper: the deformation generator moves its summed per-AU offsets from where "
+                            "the landmarks rest to where they arrive, in N fixed-point steps "
+                            "(defgan_hf.models.deformer.arrival_offsets), as the motion model draws its grid. "
+                            "Default: 0 for new networks, a pretrained model's own. Needs --conditioning change.")
+    model.add_argument("--deformation_bound", choices=BOUNDS, default=None,
+                       help="How the deformation generator's grid is held within --max_offset: tanh (the paper) or "
+                            "clamp (as the motion model bounds its grid). Default: tanh for new networks, a "
+                            "pretrained model's own. clamp needs --conditioning change.")
     model.add_argument("--au_modulation", action="store_true",
                        help="Also feed the AUs to the generators' normalisations after the bottleneck (not in the "
                             "paper; see defgan_hf.models.blocks.AUModulatedNorm; not the deformer's with "
@@ -222,6 +232,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             and (args.conditioning != "change" or not args.landmark_input)):
         parser.error("--inner_brow_combination composes the deformation generator's per-AU fields on the face's "
                      "landmarks: add --conditioning change and --landmark_input.")
+    if args.arrival_steps is not None and args.arrival_steps < 0:
+        parser.error(f"--arrival_steps must be at least 0, got {args.arrival_steps}.")
+    if (not args.pretrained_model and not args.texture_only and args.conditioning != "change"
+            and (args.arrival_steps or args.deformation_bound == "clamp")):
+        parser.error("--arrival_steps and --deformation_bound clamp act on the deformation generator's per-AU fields: "
+                     "add --conditioning change.")
     if args.freeze_deformer and args.texture_only:
         parser.error("--freeze_deformer keeps the deformation generator as it is, but --texture_only has none.")
     if args.max_train_steps is None and args.num_epochs < 1:
@@ -248,6 +264,13 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite: training stops without writing a checkpoint."""
 
 
+def field_composition(args: argparse.Namespace) -> dict[str, bool | int | str]:
+    """The deformation generator's field composition that the flags ask for (only the settings they give)."""
+    given = {"inner_brow_combination": args.inner_brow_combination or None, "arrival_steps": args.arrival_steps,
+             "bound": args.deformation_bound}  # fmt: skip
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     """New networks at the requested sizes, or the networks of ``--pretrained_model``."""
     if args.pretrained_model:
@@ -261,11 +284,13 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
             model = DefGAN(model.texturer)
         if args.au_modulation:
             model = with_au_modulation(model)
-        if args.inner_brow_combination and not model.texture_only:
+        composition = field_composition(args)
+        if composition and not model.texture_only:
             try:
-                model = with_inner_brow_combination(model)
+                model = with_field_composition(model, **composition)
             except ValueError as error:
-                raise SystemExit(f"--inner_brow_combination: {error}") from None
+                flags = " ".join(f"--{'deformation_bound' if name == 'bound' else name}" for name in composition)
+                raise SystemExit(f"{flags}: {error}") from None
         return model.train(), discriminator.train()
     generator_sizes = dict(image_size=args.resolution, width=args.generator_width,
                            num_res_blocks=args.generator_res_blocks, au_modulation=args.au_modulation,
@@ -274,7 +299,7 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     deformer = None if args.texture_only else DeformationGenerator(
         **{**generator_sizes, "au_modulation": args.au_modulation and args.conditioning == "paper"},
         max_offset=args.max_offset, landmark_input=args.landmark_input,
-        inner_brow_combination=args.inner_brow_combination)  # fmt: skip
+        **{"arrival_steps": 0, "bound": "tanh", "inner_brow_combination": False, **field_composition(args)})  # fmt: skip
     discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
                                   num_layers=args.discriminator_layers)
     texturer = TextureGenerator(**generator_sizes, upsampling=args.texture_upsampling)

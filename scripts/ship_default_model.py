@@ -25,7 +25,7 @@ from pathlib import Path
 
 from defgan_hf import DEFAULT_MODEL
 from defgan_hf.models import DefGAN, Discriminator
-from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER, with_inner_brow_combination
+from defgan_hf.models.defgan import DISCRIMINATOR_FOLDER, MOTION_FOLDER, with_field_composition
 from defgan_hf.models.hub import atomic_folder
 from defgan_hf.motion import MotionModel, fit_motion_data, read_motion_data
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.model} is a texture-only model; the default model is a DefGAN.")
     if args.inner_brow_combination:
         try:
-            model = with_inner_brow_combination(model)
+            model = with_field_composition(model, inner_brow_combination=True)
         except ValueError as error:
             raise SystemExit(f"--inner_brow_combination: {error}") from None
     # The motion model moves the brows as the deformation generator it serves (and taught) does.

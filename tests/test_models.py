@@ -9,9 +9,9 @@ from defgan_hf import (
     TextureGenerator,
     TextureOutput,
 )
-from defgan_hf.models.defgan import with_au_modulation, with_inner_brow_combination
+from defgan_hf.models.defgan import with_au_modulation, with_field_composition
 from defgan_hf.aus import au_vector
-from defgan_hf.models.deformer import fields_grid
+from defgan_hf.models.deformer import arrival_offsets, fields_grid
 from defgan_hf.warp import grid_offsets_px, identity_grid
 
 SIZE = 32
@@ -266,12 +266,53 @@ def test_in_1_plus_4_the_brow_lowerers_field_does_not_lower_the_inner_brows_but_
     assert torch.equal(fields_grid(fields, source, source, 8.0, landmarks), identity_grid(1, size, size))
 
 
+def test_arrival_offsets_move_a_feature_all_the_way_where_offsets_at_rest_move_it_part_way():
+    size, (x, y), motion, width = 64, (30.0, 32.0), 3.0, 4.0
+    rows, columns = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    # A feature at (x, y) moved 3 px down, the motion fading over 4 px around it: its backward offset drawn at rest.
+    bump = torch.exp(-((columns - x) ** 2 + (rows - y) ** 2) / (2 * width**2))
+    rest = torch.stack((torch.zeros_like(bump), -motion * bump))[None]
+
+    def shown(offsets: torch.Tensor) -> float:
+        """How far the warp moves the feature: minus the backward offset where it should arrive."""
+        return -float(offsets[0, 1, int(y + motion), int(x)])
+
+    assert shown(rest) < 0.8 * motion
+    assert shown(arrival_offsets(rest, 3)) == pytest.approx(motion, rel=0.05)
+    assert torch.equal(arrival_offsets(torch.zeros_like(rest), 3), torch.zeros_like(rest))
+
+
+def test_a_deformer_places_its_fields_where_the_landmarks_arrive_and_clamps_them_when_built_to(tmp_path):
+    torch.manual_seed(0)
+    model = trained_a_little(change_conditioned_defgan(64, landmark_input=True))
+    composed = with_field_composition(model, arrival_steps=3, bound="clamp")
+    deformer = composed.deformer
+    image, landmarks = torch.rand(1, 3, 64, 64) * 2 - 1, face_landmarks(64, 1)
+    assert composed.texturer is model.texturer
+    assert torch.equal(deformer.au_fields(image, landmarks), model.deformer.au_fields(image, landmarks))
+    source, target = torch.zeros(1, 17), au_vector({"AU12": 0.8, "AU26": 0.5})[None]
+    fields = deformer.au_fields(image, landmarks)
+    offsets = torch.einsum("nk,nkchw->nchw", target - source, fields)
+    expected = arrival_offsets(offsets, 3).clamp(-deformer.max_offset, deformer.max_offset).permute(0, 2, 3, 1)
+    assert torch.allclose(grid_offsets_px(deformer(image, source, target, landmarks)), expected, atol=1e-4)
+    assert torch.equal(deformer(image, source, source, landmarks), identity_grid(1, 64, 64))
+    deformer.save_pretrained(tmp_path)
+    loaded = DeformationGenerator.from_pretrained(tmp_path)
+    assert (loaded.arrival_steps, loaded.bound) == (3, "clamp")
+    with pytest.raises(ValueError, match="need conditioning='change'"):
+        DeformationGenerator(image_size=64, width=8, num_res_blocks=1, arrival_steps=3)
+    with pytest.raises(ValueError, match="bound must be one of tanh, clamp"):
+        with_field_composition(model, bound="sigmoid")
+    with pytest.raises(ValueError, match="Unknown field composition settings: arrival"):
+        with_field_composition(model, arrival=3)
+
+
 def test_a_deformer_composes_1_plus_4_only_when_built_to_and_asks_for_what_it_needs():
     torch.manual_seed(0)
     model = trained_a_little(change_conditioned_defgan(64, landmark_input=True))
     image, landmarks = torch.rand(1, 3, 64, 64) * 2 - 1, face_landmarks(64, 1)
     source, grief = torch.zeros(1, 17), au_vector({"AU01": 0.5, "AU04": 0.5})[None]
-    combined = with_inner_brow_combination(model)
+    combined = with_field_composition(model, inner_brow_combination=True)
     assert combined.deformer.inner_brow_combination and combined.texturer is model.texturer
     fields = model.deformer.au_fields(image, landmarks)
     expected = fields_grid(fields, source, grief, model.deformer.max_offset, landmarks)
@@ -285,7 +326,7 @@ def test_a_deformer_composes_1_plus_4_only_when_built_to_and_asks_for_what_it_ne
     with pytest.raises(ValueError, match="landmark_input=True"):
         DeformationGenerator(image_size=64, width=8, num_res_blocks=1, conditioning="change", inner_brow_combination=True)
     with pytest.raises(ValueError, match="texture-only"):
-        with_inner_brow_combination(small_defgan(texture_only=True))
+        with_field_composition(small_defgan(texture_only=True), inner_brow_combination=True)
 
 
 def test_landmark_maps_light_each_region_where_its_landmarks_are_and_flip_with_the_face():

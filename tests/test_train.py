@@ -298,7 +298,7 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
                                "--conditioning", "change", "--mask_regions", "--landmark_input", "--motion_pretraining_steps", "2",
                                "--motion_field_step", "0.8", "--motion_spline_resolution", "16", "--motion_smoothing",
                                "0.005", "--lambda_motion_teacher", "1", "--max_train_steps", "3", "--critic_steps", "1",
-                               "--inner_brow_combination"))  # fmt: skip
+                               "--inner_brow_combination", "--arrival_steps", "2", "--deformation_bound", "clamp"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     card = (out / "model" / "README.md").read_text()
     for term in ("pretraining/au_fields", "pretraining/texture", "critic/wasserstein", "generator/motion_teacher"):
@@ -306,6 +306,7 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     model = DefGAN.from_pretrained(out / "model")
     assert model.deformer.conditioning == "change" and model.deformer.landmark_input
     assert model.deformer.inner_brow_combination  # the brows move as in FACS's 1+4, as its teacher's do
+    assert (model.deformer.arrival_steps, model.deformer.bound) == (2, "clamp")
     motion = MotionModel.from_pretrained(out / "model", subfolder="motion")
     assert motion.field_step == 0.8 and motion.inner_brow_combination
     assert motion.spline_resolution == 16 and motion.smoothing == 0.005
@@ -315,6 +316,9 @@ def test_motion_pretraining_comes_first_then_the_adversarial_steps(small_motion_
     refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
                                 "--conditioning", "change", "--inner_brow_combination", "--max_train_steps", "3"))
     assert refused.returncode != 0 and "add --conditioning change and --landmark_input" in refused.stderr
+    refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
+                                "--arrival_steps", "2", "--max_train_steps", "3"))  # fmt: skip
+    assert refused.returncode != 0 and "per-AU fields: add --conditioning change" in refused.stderr
     # Fine-tuning it with a motion model fitted again, without the flag, would teach the brows a sum of motions.
     refused = run(train_command("--data_dir", str(small_motion_set), "--output_dir", str(tmp_path / "no"), *TINY,
                                 "--pretrained_model", str(out / "model"), "--motion_model", str(small_motion_set),
@@ -333,9 +337,10 @@ def test_the_mouth_interior_can_be_taught_longer_with_the_deformer_frozen(small_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pretraining/mouth_interior" in (first / "model" / "README.md").read_text()
     result = run(train_command(*common, "--output_dir", str(second), "--pretrained_model", str(first / "model"),
-                               "--freeze_deformer"))  # fmt: skip
+                               "--freeze_deformer", "--arrival_steps", "3"))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     before, after = DefGAN.from_pretrained(first / "model"), DefGAN.from_pretrained(second / "model")
+    assert (before.deformer.arrival_steps, after.deformer.arrival_steps) == (0, 3)  # composed otherwise, same weights
     for key, value in before.deformer.state_dict().items():
         assert torch.equal(value, after.deformer.state_dict()[key]), key
     assert any(not torch.equal(value, after.texturer.state_dict()[key])

@@ -80,20 +80,27 @@ def with_au_modulation(model: DefGAN) -> DefGAN:
     return DefGAN(modulated(model.texturer), deformer, mask_regions=model.mask_regions)
 
 
-def with_inner_brow_combination(model: DefGAN) -> DefGAN:
-    """The same networks, the deformation generator's fields composed as FACS's 1+4 moves the brows
-    (:class:`DeformationGenerator`'s ``inner_brow_combination``). No weight changes: edits that do not change the
-    inner brow raiser and the brow lowerer together are exactly those of ``model``.
+def with_field_composition(model: DefGAN, **composition: bool | int | str) -> DefGAN:
+    """The same networks, the deformation generator's per-AU fields composed into a grid otherwise: any of
+    :class:`DeformationGenerator`'s ``inner_brow_combination`` (FACS's 1+4), ``arrival_steps`` (offsets moved to where
+    the landmarks arrive) and ``bound``. No weight changes: a model trained with one composition is given another.
+
+    Args:
+        model: a DefGAN whose deformation generator has per-AU fields.
+        **composition: the settings to change, by name.
 
     Raises:
-        ValueError: for a texture-only model, or a deformation generator without per-AU fields composed on the
-            face's landmarks (``conditioning="change"`` and ``landmark_input``).
+        ValueError: for a texture-only model, an unknown setting, or a deformation generator that the setting does
+            not fit (the generator's own error: per-AU fields, and landmarks for the 1+4 rule).
     """
     if model.deformer is None:
-        raise ValueError("A texture-only model has no deformation generator whose brows' motion to compose.")
+        raise ValueError("A texture-only model has no deformation generator whose fields to compose.")
+    unknown = set(composition) - {"inner_brow_combination", "arrival_steps", "bound"}
+    if unknown:
+        raise ValueError(f"Unknown field composition settings: {', '.join(sorted(unknown))}.")
     deformer = model.deformer
-    if not deformer.inner_brow_combination:
-        deformer = _rebuilt(deformer, inner_brow_combination=True)
+    if any(getattr(deformer, name) != value for name, value in composition.items()):
+        deformer = _rebuilt(deformer, **composition)
     return DefGAN(model.texturer, deformer, mask_regions=model.mask_regions)
 
 

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..aus import AU_NAMES, INNER_BROW_COMBINATION, NUM_AUS, inner_brow_combination_change
 from ..face_regions import REGION_SEEDS, inner_brow_lowering_field, landmark_heatmaps
-from ..warp import bounded_offset_grid
+from ..warp import bounded_offset_grid, offset_grid
 from .blocks import AUSequential, Encoder, check_aus, check_image, conv_norm_relu, tile_aus
 from .hub import HubModel
 
 
+BOUNDS: tuple[str, ...] = ("tanh", "clamp")
+"""How a grid is held within ``max_offset``: ``max_offset · tanh(o / max_offset)`` (the paper's generator, whose raw
+outputs are unbounded) or ``o`` clamped to ``±max_offset`` (as the motion model bounds its grid: a motion of half
+the bound is given whole, where tanh gives 92% of it)."""
+
+
 def fields_grid(fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor, max_offset: float,
-                landmarks: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """The grid of an edit from per-AU fields: ``max_offset · tanh(Σ_k Δ_k P_k / max_offset)``.
+                landmarks: torch.Tensor | None = None, arrival_steps: int = 0,
+                bound: str = "tanh") -> torch.Tensor:  # fmt: skip
+    """The grid of an edit from per-AU fields: the offset ``o = Σ_k Δ_k P_k``, bounded (``bound``).
 
     With ``landmarks``, FACS's 1+4 (:data:`~defgan_hf.aus.INNER_BROW_COMBINATION`): the brow lowerer's field
     lowers the inner brows only by the lowerer's excess over the inner brow raiser, so the sum is less
@@ -27,16 +35,51 @@ def fields_grid(fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torc
         source_aus, target_aus: ``(N, num_aus)`` in ``[0, 1]``; the AU change is ``Δ = y − x``.
         max_offset: the bound, in pixels.
         landmarks: ``(N, ≥468, 2)`` the face's landmarks in pixels of the crop, for the 1+4 rule; None for none.
+        arrival_steps: steps of :func:`arrival_offsets` (0: the offsets stay where the landmarks rest).
+        bound: one of :data:`BOUNDS`.
 
     Returns:
         Grid ``(N, S, S, 2)``, the identity grid exactly where ``Δ = 0``.
     """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {', '.join(BOUNDS)}; got {bound!r}.")
     offsets = torch.einsum("nk,nkchw->nchw", (target_aus - source_aus).to(fields.dtype), fields)
     if landmarks is not None:
         lowerer = fields[:, AU_NAMES.index(INNER_BROW_COMBINATION[1])]
         combination = inner_brow_combination_change(source_aus, target_aus).to(fields.dtype)
         offsets = offsets - combination[:, None, None, None] * inner_brow_lowering_field(lowerer, landmarks)
+    if arrival_steps:
+        offsets = arrival_offsets(offsets, arrival_steps)
+    if bound == "clamp":
+        return offset_grid(offsets.clamp(-max_offset, max_offset).permute(0, 2, 3, 1))
     return bounded_offset_grid(offsets / max_offset, max_offset)
+
+
+def arrival_offsets(offsets: torch.Tensor, steps: int) -> torch.Tensor:
+    """Backward offsets drawn where the landmarks rest, moved to where they arrive.
+
+    A per-AU field gives each point's offset ``s(l) = −d`` at the point ``l`` itself, the tangent of the edit at no
+    change: the warp then shows at ``l`` what lay at ``l − d``, which is the point moved by ``d`` only where the
+    motion hardly varies over ``d``. Across a lip corner or a lid it does, and the feature moves by a fraction of
+    ``d`` (the default model's fields realised 0.46–0.70 of the motion model's landmark motion for the presets on
+    held-out faces, its own grid 0.70–0.91). The grid that moves the point to ``l + d`` has ``o(l + d) = −d``, i.e.
+    ``o(q) = s(q + o(q))`` everywhere, which fixed-point steps ``o ← s(q + o)`` from ``o = s`` solve: each shrinks the
+    error by the field's stretch, below 1 wherever the warp does not fold. The motion model's grid does the same by
+    drawing its spline through the arrivals (:meth:`~defgan_hf.motion.MotionModel.grid`), which a network's fields,
+    linear in the AU change, cannot.
+
+    Args:
+        offsets: ``(N, 2, S, S)`` ``(x, y)`` backward offsets in pixels, drawn at the points' rest positions.
+        steps: fixed-point steps.
+
+    Returns:
+        ``(N, 2, S, S)`` the offsets at the points' arrivals; 0 where ``offsets`` is 0 everywhere.
+    """
+    rest = offsets
+    for _ in range(steps):
+        offsets = F.grid_sample(rest, offset_grid(offsets.permute(0, 2, 3, 1)), mode="bilinear",
+                                padding_mode="border", align_corners=True)
+    return offsets
 
 
 class DeformationGenerator(nn.Module, HubModel):
@@ -73,12 +116,17 @@ class DeformationGenerator(nn.Module, HubModel):
         inner_brow_combination: compose the fields as FACS's 1+4 moves the brows (:func:`fields_grid`; not in
             the paper). Needs ``conditioning="change"`` and ``landmark_input``. It changes no weight: a network
             trained without it composes its fields this way once it is set.
+        arrival_steps: with ``conditioning="change"``, move the summed fields' offsets from where the landmarks rest
+            to where they arrive in this many fixed-point steps (:func:`arrival_offsets`; 0, the tangent, as trained
+            before). Like ``inner_brow_combination`` it changes no weight.
+        bound: how the grid is held within ``max_offset`` (:data:`BOUNDS`); ``"clamp"`` needs ``conditioning="change"``,
+            whose fields are offsets in pixels, where the paper's raw outputs need tanh to be bounded at all.
     """
 
     def __init__(self, image_size: int = 128, num_aus: int = NUM_AUS, width: int = 64, num_downsamples: int = 2,
                  num_res_blocks: int = 6, max_offset: float = 5.0, au_modulation: bool = False,
-                 conditioning: str = "paper", landmark_input: bool = False,
-                 inner_brow_combination: bool = False) -> None:  # fmt: skip
+                 conditioning: str = "paper", landmark_input: bool = False, inner_brow_combination: bool = False,
+                 arrival_steps: int = 0, bound: str = "tanh") -> None:  # fmt: skip
         super().__init__()
         if image_size % 2**num_downsamples:
             raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsamples = {2**num_downsamples}.")
@@ -96,6 +144,15 @@ class DeformationGenerator(nn.Module, HubModel):
         if inner_brow_combination and (conditioning != "change" or not landmark_input):
             raise ValueError("inner_brow_combination composes per-AU fields on the face's landmarks: it needs "
                              "conditioning='change' and landmark_input=True.")  # fmt: skip
+        if bound not in BOUNDS:
+            raise ValueError(f"bound must be one of {', '.join(BOUNDS)}; got {bound!r}.")
+        if conditioning != "change" and (arrival_steps or bound != "tanh"):
+            raise ValueError("arrival_steps and bound='clamp' act on per-AU fields in pixels: they need "
+                             "conditioning='change'.")  # fmt: skip
+        if arrival_steps < 0:
+            raise ValueError(f"arrival_steps must be 0 or more, got {arrival_steps}.")
+        self.arrival_steps = arrival_steps
+        self.bound = bound
         self.conditioning = conditioning
         self.landmark_input = landmark_input
         self.inner_brow_combination = inner_brow_combination
@@ -172,13 +229,14 @@ class DeformationGenerator(nn.Module, HubModel):
 
     def fields_grid(self, fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
                     landmarks: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """The grid of an edit from :meth:`au_fields`: :func:`fields_grid` with this network's ``max_offset``, and
-        with FACS's 1+4 if the network has ``inner_brow_combination`` (``landmarks`` are then needed)."""
+        """The grid of an edit from :meth:`au_fields`: :func:`fields_grid` with this network's ``max_offset``,
+        ``arrival_steps`` and ``bound``, and with FACS's 1+4 if the network has ``inner_brow_combination``
+        (``landmarks`` are then needed)."""
         if self.inner_brow_combination and landmarks is None:
             raise ValueError("This deformation generator composes the brows' fields on the face's landmarks: pass "
                              "them, (N, 478, 2) in pixels of the crop.")  # fmt: skip
         return fields_grid(fields, source_aus, target_aus, self.max_offset,
-                           landmarks if self.inner_brow_combination else None)
+                           landmarks if self.inner_brow_combination else None, self.arrival_steps, self.bound)
 
     def usage_example(self) -> str:
         s = self.image_size
