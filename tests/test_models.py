@@ -278,14 +278,25 @@ def test_arrival_offsets_move_a_feature_all_the_way_where_offsets_at_rest_move_i
         return -float(offsets[0, 1, int(y + motion), int(x)])
 
     assert shown(rest) < 0.8 * motion
-    assert shown(arrival_offsets(rest, 3)) == pytest.approx(motion, rel=0.05)
-    assert torch.equal(arrival_offsets(torch.zeros_like(rest), 3), torch.zeros_like(rest))
+    assert shown(arrival_offsets(rest, 10)) == pytest.approx(motion, rel=0.05)
+    assert torch.equal(arrival_offsets(torch.zeros_like(rest), 10), torch.zeros_like(rest))
+
+
+def test_arrival_offsets_settle_where_the_warp_stretches_the_face_to_twice_its_size():
+    # Everything above row 32 moves 8 px up, the band from row 32 to 40 is stretched over rows 24 to 40: plain
+    # fixed-point steps swing between the offset and 0 there, for ever.
+    size, bottom = 64, 40
+    rows = torch.arange(size).float()[:, None].expand(size, size)
+    rest = torch.stack((torch.zeros_like(rows), (bottom - rows).clamp(0, 8)))[None]
+    stretched = torch.arange(bottom - 15, bottom)
+    wanted = (bottom - stretched.float()) / 2  # the band's point at row r is shown at r − (bottom − r)
+    assert torch.allclose(arrival_offsets(rest, 10)[0, 1, stretched, 32], wanted, atol=0.05)
 
 
 def test_a_deformer_places_its_fields_where_the_landmarks_arrive_and_clamps_them_when_built_to(tmp_path):
     torch.manual_seed(0)
     model = trained_a_little(change_conditioned_defgan(64, landmark_input=True))
-    composed = with_field_composition(model, arrival_steps=3, bound="clamp")
+    composed = with_field_composition(model, arrival_steps=10, bound="clamp")
     deformer = composed.deformer
     image, landmarks = torch.rand(1, 3, 64, 64) * 2 - 1, face_landmarks(64, 1)
     assert composed.texturer is model.texturer
@@ -293,12 +304,12 @@ def test_a_deformer_places_its_fields_where_the_landmarks_arrive_and_clamps_them
     source, target = torch.zeros(1, 17), au_vector({"AU12": 0.8, "AU26": 0.5})[None]
     fields = deformer.au_fields(image, landmarks)
     offsets = torch.einsum("nk,nkchw->nchw", target - source, fields)
-    expected = arrival_offsets(offsets, 3).clamp(-deformer.max_offset, deformer.max_offset).permute(0, 2, 3, 1)
+    expected = arrival_offsets(offsets, 10).clamp(-deformer.max_offset, deformer.max_offset).permute(0, 2, 3, 1)
     assert torch.allclose(grid_offsets_px(deformer(image, source, target, landmarks)), expected, atol=1e-4)
     assert torch.equal(deformer(image, source, source, landmarks), identity_grid(1, 64, 64))
     deformer.save_pretrained(tmp_path)
     loaded = DeformationGenerator.from_pretrained(tmp_path)
-    assert (loaded.arrival_steps, loaded.bound) == (3, "clamp")
+    assert (loaded.arrival_steps, loaded.bound) == (10, "clamp")
     with pytest.raises(ValueError, match="need conditioning='change'"):
         DeformationGenerator(image_size=64, width=8, num_res_blocks=1, arrival_steps=3)
     with pytest.raises(ValueError, match="bound must be one of tanh, clamp"):

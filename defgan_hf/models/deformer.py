@@ -55,6 +55,14 @@ def fields_grid(fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torc
     return bounded_offset_grid(offsets / max_offset, max_offset)
 
 
+ARRIVAL_DAMPING: float = 0.5
+"""How far each step of :func:`arrival_offsets` goes from the offsets it has toward those it reads. Plain steps
+(1) leave an error times the field's slope ``s'`` along the motion; where the warp stretches the face to twice its
+size (``s' = −1``: a lip or a brow moved away from a feature that stays) they swing between the offset and 0 for ever,
+and drew rings around parting lips. Half steps leave ``(1 + s') / 2`` of it: none at a stretch of 2, a half where the
+face is not stretched, and they settle wherever it is stretched less than fourfold."""
+
+
 def arrival_offsets(offsets: torch.Tensor, steps: int) -> torch.Tensor:
     """Backward offsets drawn where the landmarks rest, moved to where they arrive.
 
@@ -63,8 +71,8 @@ def arrival_offsets(offsets: torch.Tensor, steps: int) -> torch.Tensor:
     motion hardly varies over ``d``. Across a lip corner or a lid it does, and the feature moves by a fraction of
     ``d`` (the default model's fields realised 0.46–0.70 of the motion model's landmark motion for the presets on
     held-out faces, its own grid 0.70–0.91). The grid that moves the point to ``l + d`` has ``o(l + d) = −d``, i.e.
-    ``o(q) = s(q + o(q))`` everywhere, which fixed-point steps ``o ← s(q + o)`` from ``o = s`` solve: each shrinks the
-    error by the field's stretch, below 1 wherever the warp does not fold. The motion model's grid does the same by
+    ``o(q) = s(q + o(q))`` everywhere, which fixed-point steps ``o ← o + α (s(q + o) − o)`` from ``o = s`` solve
+    (``α``: :data:`ARRIVAL_DAMPING`). The motion model's grid does the same by
     drawing its spline through the arrivals (:meth:`~defgan_hf.motion.MotionModel.grid`), which a network's fields,
     linear in the AU change, cannot.
 
@@ -77,8 +85,9 @@ def arrival_offsets(offsets: torch.Tensor, steps: int) -> torch.Tensor:
     """
     rest = offsets
     for _ in range(steps):
-        offsets = F.grid_sample(rest, offset_grid(offsets.permute(0, 2, 3, 1)), mode="bilinear",
+        arrived = F.grid_sample(rest, offset_grid(offsets.permute(0, 2, 3, 1)), mode="bilinear",
                                 padding_mode="border", align_corners=True)
+        offsets = torch.lerp(offsets, arrived, ARRIVAL_DAMPING)
     return offsets
 
 
