@@ -13,7 +13,13 @@ AU and each held-out face (:data:`real_photos.EVALUATION_PHOTOS`) the face is ed
   displacement (what the annotator's blendshapes are computed from);
 - **read back**: the annotator's change of the AU per unit asked (``benchmarks/au_response.py``'s diagonal).
 
-Prints a Markdown table and writes ``benchmarks/results/grid_fidelity.json`` (``--output``).
+For a DefGAN model whose deformation generator has per-AU fields, a second table takes each preset at intensity 1
+from each face's own AUs and gives, over the :data:`PRESET_MOVING` landmarks the motion model moves most, the
+fraction of their displacement that three grids give them: the motion model's; the deformation generator's sum of
+fields with each offset where its landmark rests, bounded by ``tanh`` (as the generator was composed before
+``arrival_steps``); and the deformation generator as the model composes it.
+
+Prints Markdown tables and writes ``benchmarks/results/grid_fidelity.json`` (``--output``).
 
     python -m benchmarks.grid_fidelity [--model REPO_ID_OR_FOLDER] [--spline_resolutions 32 64] [--output PATH]
 """
@@ -29,9 +35,11 @@ from tqdm import tqdm
 
 from benchmarks.real_photos import (ROOT, add_single_model_arguments, detect_all, held_out_faces, load_pipeline,
                                     model_config, read_aus, write_results)  # fmt: skip
-from defgan_hf import AU_FACS_NAMES, AU_NAMES
+from defgan_hf import AU_FACS_NAMES, AU_NAMES, EXPRESSIONS, DefGANPipeline
+from defgan_hf.aus import edit_target
 from defgan_hf.face import NoFaceError, detect_face
 from defgan_hf.images import image_to_tensor, tensor_to_image
+from defgan_hf.models.deformer import fields_grid
 from defgan_hf.motion import MotionModel
 from defgan_hf.pipeline import DEFAULT_MODEL
 from defgan_hf.warp import grid_offsets_px, warp
@@ -41,6 +49,9 @@ STEP = 0.5
 """How far each edit raises its AU from 0, on the 0–1 scale."""
 MOVING = 20
 """The landmarks an AU moves most, over which the fractions are taken."""
+PRESET_MOVING = 40
+"""The landmarks a preset moves most, over which its fractions are taken."""
+PRESET_GRIDS: tuple[str, ...] = ("motion model", "deformer, offsets at rest", "deformer")
 
 
 def realised_fraction(grid: torch.Tensor, landmarks: torch.Tensor, displacement: torch.Tensor) -> float:
@@ -105,6 +116,33 @@ def measure(motion_model: MotionModel, crops: list, landmarks: list[torch.Tensor
     return results
 
 
+def measure_presets(pipeline: DefGANPipeline, detected: list) -> dict[str, dict[str, float]]:
+    """Preset → :data:`PRESET_GRIDS` → mean fraction over the faces (the module docstring says what)."""
+    motion_model, deformer = pipeline.motion_model, pipeline.deformer
+    results = {}
+    for name in EXPRESSIONS:
+        parts: dict[str, list[float]] = {grid: [] for grid in PRESET_GRIDS}
+        for face in detected:
+            landmarks = face.landmarks[None].to(motion_model.displacements)
+            source = face.source_aus[None].to(landmarks)
+            target = edit_target(face.source_aus, expression=name)[None].to(landmarks)
+            displacement = motion_model.landmark_motion(source, target)[0]
+            if not displacement.any():
+                continue
+            rows = displacement.norm(dim=1).argsort()[-PRESET_MOVING:]
+            points = landmarks[0, rows]
+            fields = deformer.au_fields(image_to_tensor(face.aligned.image), landmarks)
+            at_rest = fields_grid(fields, source, target, deformer.max_offset,
+                                  landmarks if deformer.inner_brow_combination else None)  # fmt: skip
+            grids = (motion_model.grid(landmarks, source, target), at_rest,
+                     deformer.fields_grid(fields, source, target, landmarks))  # fmt: skip
+            for label, grid in zip(PRESET_GRIDS, grids):
+                parts[label].append(realised_fraction(grid, points, displacement[rows]))
+        results[name] = {label: float(np.mean(values)) for label, values in parts.items()}
+        results[name]["faces"] = len(parts[PRESET_GRIDS[0]])
+    return results
+
+
 def markdown(results: dict) -> str:
     """One row per AU: per lattice side, the grid's and the landmarker's fraction and the reading per unit."""
     sides = list(results["lattices"])
@@ -122,6 +160,12 @@ def markdown(results: dict) -> str:
         cells = [f"{row['grid']:.2f} | {row['landmarker']:.2f} | {row['read_back']:.3f}"
                  for row in (results["lattices"][side][name] for side in sides)]  # fmt: skip
         lines.append(f"| {name} {AU_FACS_NAMES[name]} | " + " | ".join(cells) + " |")
+    if results.get("presets"):
+        lines += ["", f"Each preset at intensity 1 from each held-out face's own AUs: over the {PRESET_MOVING} "
+                  "landmarks it moves most, the fraction of their displacement each grid gives them.", "",
+                  "| preset | faces | " + " | ".join(PRESET_GRIDS) + " |", "|---|---:|" + "---:|" * len(PRESET_GRIDS)]
+        for name, row in results["presets"].items():
+            lines.append(f"| {name} | {row['faces']} | " + " | ".join(f"{row[grid]:.2f}" for grid in PRESET_GRIDS) + " |")
     return "\n".join(lines)
 
 
@@ -141,14 +185,19 @@ def main() -> None:
     motion_model = pipeline.motion_model
     lattices = {}
     with torch.inference_mode():
+        drawn = motion_model.spline_resolution
         for side in args.spline_resolutions:
             motion_model.spline_resolution = side
             lattices[str(side)] = measure(motion_model, crops, landmarks)
+        motion_model.spline_resolution = drawn
+        has_fields = pipeline.deformer is not None and pipeline.deformer.conditioning == "change"
+        presets = measure_presets(pipeline, detected) if has_fields else {}
     results = {
         "config": {"model": model_config(name, "DefGAN", pipeline), "faces": [ref.name for ref in faces],
                    "step": STEP, "moving": MOVING, "smoothing": motion_model.smoothing,
                    "torch_version": torch.__version__},
         "lattices": lattices,
+        "presets": presets,
     }
     write_results(results, markdown(results), args.output)
 

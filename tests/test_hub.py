@@ -63,7 +63,7 @@ def test_config_holds_every_constructor_size(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config == {"image_size": 32, "num_aus": 17, "width": 8, "num_downsamples": 2,
                       "num_res_blocks": 1, "max_offset": 2.5, "au_modulation": False, "conditioning": "paper",
-                      "landmark_input": False, "inner_brow_combination": False}
+                      "landmark_input": False, "inner_brow_combination": False, "arrival_steps": 0, "bound": "tanh"}
 
 
 def test_configs_written_before_au_modulation_and_change_conditioning_existed_still_load(tmp_path):
