@@ -50,7 +50,12 @@ COMMON=(--train_batch_size 8 --critic_steps 5 --learning_rate 2e-4 --dataloader_
 #      differently (a smile's grid moved the lip corners 0.76 of their way: BENCHMARKS.md, "The motion model's
 #      grid, drawn finer"). So 600 more steps, from the model at the end (a new run, a new optimiser), teach both
 #      generators again with the fields drawn every two pixels and smoothed by 2e-3, the motion model's own
-#      drawing since (the shipped networks are those at the end);
+#      drawing since;
+#    - that deformation generator summed its per-AU fields with each landmark's offset where the landmark rests,
+#      which moves big joint motions (an opening mouth, raised brows) part of their way. So 600 more such steps,
+#      from the model at the end, compose the sum where the landmarks arrive (--arrival_steps 10, damped
+#      fixed-point steps) and clamp it as the motion model clamps its grid (--deformation_bound clamp): the texture
+#      generator learns the inside of the mouth where this warp opens it (the shipped networks are those at the end);
 #    - the texture-only ablation (no deformation generator, so no motion phase) gets 1,000 steps of the
 #      paper's objective with the paper's weights.
 V2=(--conditioning change --au_modulation --mask_regions --texture_upsampling bilinear --single_au_targets 0.5
@@ -68,7 +73,11 @@ DEFGAN=(--data_dir "$WORK/real_faces" --output_dir "$WORK/v2_defgan" --motion_mo
   python train_accelerate.py --data_dir "$WORK/real_faces" --output_dir "$WORK/v2_defgan_finer" \
       --pretrained_model "$WORK/v2_defgan/model" --motion_spline_resolution 64 --motion_smoothing 2e-3 \
       "${NETWORKS[@]}" --motion_pretraining_steps 600 --max_train_steps 600 --lambda_mouth_interior 1 \
-      > "$WORK/v2_defgan_finer.log" 2>&1; } &
+      > "$WORK/v2_defgan_finer.log" 2>&1 &&
+  python train_accelerate.py --data_dir "$WORK/real_faces" --output_dir "$WORK/v2_defgan_arrival" \
+      --pretrained_model "$WORK/v2_defgan_finer/model" --arrival_steps 10 --deformation_bound clamp \
+      "${NETWORKS[@]}" --motion_pretraining_steps 600 --max_train_steps 600 --lambda_mouth_interior 1 \
+      > "$WORK/v2_defgan_arrival.log" 2>&1; } &
 python train_accelerate.py --data_dir "$WORK/real_faces" --output_dir "$WORK/v2_texture_only" "${V2[@]}" \
     --motion_model "$WORK/motion_faces" --texture_only "${SIZES[@]}" "${COMMON[@]}" --max_train_steps 1000 \
     --lr_decay_epochs 1 --resume_from_checkpoint latest > "$WORK/v2_texture_only.log" 2>&1 &
@@ -78,13 +87,14 @@ wait
 #    the motion model alone), the region motion, then the shipped folder with its model card.
 [ -d "$WORK/previous_model" ] || cp -r defgan_hf/default_model "$WORK/previous_model"
 python benchmarks/motion_model.py --data "$WORK/motion_faces"
-python benchmarks/real_photos.py --model "$WORK/v2_defgan_finer/model" \
+python benchmarks/real_photos.py --model "$WORK/v2_defgan_arrival/model" \
     --texture_only_model "$WORK/v2_texture_only/model" --previous_model "$WORK/previous_model" \
     --attainable_from "$WORK/motion_faces"
-python benchmarks/region_motion.py --model "v2=$WORK/v2_defgan_finer/model" \
+python benchmarks/region_motion.py --model "v2=$WORK/v2_defgan_arrival/model" \
     --model "previous default model=$WORK/previous_model"
-python -m benchmarks.motion_fidelity --data "$WORK/real_faces" --model "v2=$WORK/v2_defgan_finer/model" \
+python -m benchmarks.motion_fidelity --data "$WORK/real_faces" --model "v2=$WORK/v2_defgan_arrival/model" \
     --model "previous default model=$WORK/previous_model"
-python -m benchmarks.grid_fidelity --model "$WORK/v2_defgan_finer/model"
+python -m benchmarks.grid_fidelity --model "$WORK/v2_defgan_arrival/model"
+python -m benchmarks.au_response --model "$WORK/v2_defgan_arrival/model"
 # The motion model ships as the deformation generator's teacher was drawn (carried over from the model).
-python scripts/ship_default_model.py --model "$WORK/v2_defgan_finer/model" --sources "$WORK/real_faces/sources.csv"
+python scripts/ship_default_model.py --model "$WORK/v2_defgan_arrival/model" --sources "$WORK/real_faces/sources.csv"
