@@ -68,9 +68,10 @@ def region_masks(face: DetectedFace, size: int) -> dict[str, np.ndarray]:
 
 MOTIONS: tuple[str, ...] = ("deformer", "motion model", "motion model's fields")
 """What a measure reads: the deformation generator's grid; the motion model's grid (a spline through where its
-landmarks arrive); or the sum of the motion model's per-AU fields, linearised at the face's own landmarks and
-bounded as the deformer bounds its own (:func:`~defgan_hf.models.deformer.fields_grid`): what motion pretraining
-teaches the deformer, field by field."""
+landmarks arrive); or the sum of the motion model's per-AU fields, linearised at the face's own landmarks, each
+offset where its landmark rests and the sum bounded by ``tanh`` (:func:`~defgan_hf.models.deformer.fields_grid`'s
+defaults): what motion pretraining teaches the deformer, field by field, summed as the deformer summed them before
+``arrival_steps``."""
 
 
 def edit_grid(pipeline: DefGANPipeline, face: DetectedFace, motion: str = "deformer", **edit) -> torch.Tensor:
