@@ -299,7 +299,7 @@ def build_models(args: argparse.Namespace) -> tuple[DefGAN, Discriminator]:
     deformer = None if args.texture_only else DeformationGenerator(
         **{**generator_sizes, "au_modulation": args.au_modulation and args.conditioning == "paper"},
         max_offset=args.max_offset, landmark_input=args.landmark_input,
-        **{"arrival_steps": 0, "bound": "tanh", "inner_brow_combination": False, **field_composition(args)})  # fmt: skip
+        **field_composition(args))  # fmt: skip
     discriminator = Discriminator(image_size=args.resolution, width=args.discriminator_width,
                                   num_layers=args.discriminator_layers)
     texturer = TextureGenerator(**generator_sizes, upsampling=args.texture_upsampling)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..face_regions import changed_region_mask
 from ..warp import identity_grid, warp
-from .deformer import DeformationGenerator
+from .deformer import FIELD_COMPOSITION, DeformationGenerator
 from .discriminator import Discriminator
 from .hub import HubModel, push_folder, resolve_folder
 from .texture import TextureGenerator
@@ -95,7 +95,7 @@ def with_field_composition(model: DefGAN, **composition: bool | int | str) -> De
     """
     if model.deformer is None:
         raise ValueError("A texture-only model has no deformation generator whose fields to compose.")
-    unknown = set(composition) - {"inner_brow_combination", "arrival_steps", "bound"}
+    unknown = set(composition) - set(FIELD_COMPOSITION)
     if unknown:
         raise ValueError(f"Unknown field composition settings: {', '.join(sorted(unknown))}.")
     deformer = model.deformer

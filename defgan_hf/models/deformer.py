@@ -18,6 +18,16 @@ BOUNDS: tuple[str, ...] = ("tanh", "clamp")
 outputs are unbounded) or ``o`` clamped to ``±max_offset`` (as the motion model bounds its grid: a motion of half
 the bound is given whole, where tanh gives 92% of it)."""
 
+FIELD_COMPOSITION: tuple[str, ...] = ("inner_brow_combination", "arrival_steps", "bound")
+""":class:`DeformationGenerator`'s settings that say how its per-AU fields become a grid: they change no weight, so a
+trained generator can be given others (:func:`~defgan_hf.models.defgan.with_field_composition`)."""
+
+
+def check_bound(bound: str) -> None:
+    """Raise ``ValueError`` unless ``bound`` is one of :data:`BOUNDS`."""
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {', '.join(BOUNDS)}; got {bound!r}.")
+
 
 def fields_grid(fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor, max_offset: float,
                 landmarks: torch.Tensor | None = None, arrival_steps: int = 0,
@@ -41,8 +51,7 @@ def fields_grid(fields: torch.Tensor, source_aus: torch.Tensor, target_aus: torc
     Returns:
         Grid ``(N, S, S, 2)``, the identity grid exactly where ``Δ = 0``.
     """
-    if bound not in BOUNDS:
-        raise ValueError(f"bound must be one of {', '.join(BOUNDS)}; got {bound!r}.")
+    check_bound(bound)
     offsets = torch.einsum("nk,nkchw->nchw", (target_aus - source_aus).to(fields.dtype), fields)
     if landmarks is not None:
         lowerer = fields[:, AU_NAMES.index(INNER_BROW_COMBINATION[1])]
@@ -154,8 +163,7 @@ class DeformationGenerator(nn.Module, HubModel):
         if inner_brow_combination and (conditioning != "change" or not landmark_input):
             raise ValueError("inner_brow_combination composes per-AU fields on the face's landmarks: it needs "
                              "conditioning='change' and landmark_input=True.")  # fmt: skip
-        if bound not in BOUNDS:
-            raise ValueError(f"bound must be one of {', '.join(BOUNDS)}; got {bound!r}.")
+        check_bound(bound)
         if conditioning != "change" and (arrival_steps or bound != "tanh"):
             raise ValueError("arrival_steps and bound='clamp' act on per-AU fields in pixels: they need "
                              "conditioning='change'.")  # fmt: skip
